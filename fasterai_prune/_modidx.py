@@ -96,4 +96,11 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                               'fasterai_prune.core.schedule.sched_one_cycle': ( 'core.schedule.html#sched_one_cycle',
                                                                                                 'fasterai_prune/core/schedule.py'),
                                               'fasterai_prune.core.schedule.sched_one_shot': ( 'core.schedule.html#sched_one_shot',
-                                                                                               'fasterai_prune/core/schedule.py')}}}
+                                                                                               'fasterai_prune/core/schedule.py')},
+            'fasterai_prune.data': { 'fasterai_prune.data.ResBlock': ('data.html#resblock', 'fasterai_prune/data.py'),
+                                     'fasterai_prune.data.ResBlock.__init__': ('data.html#resblock.__init__', 'fasterai_prune/data.py'),
+                                     'fasterai_prune.data.ResBlock.forward': ('data.html#resblock.forward', 'fasterai_prune/data.py'),
+                                     'fasterai_prune.data.conv_bn': ('data.html#conv_bn', 'fasterai_prune/data.py'),
+                                     'fasterai_prune.data.digits_cnn': ('data.html#digits_cnn', 'fasterai_prune/data.py'),
+                                     'fasterai_prune.data.digits_dls': ('data.html#digits_dls', 'fasterai_prune/data.py'),
+                                     'fasterai_prune.data.digits_tensors': ('data.html#digits_tensors', 'fasterai_prune/data.py')}}}
