@@ -1,0 +1,7 @@
+"Shared pytest settings: the `slow` marker, and quiet fastai progress bars."
+import warnings
+import pytest
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running; skipped by the default suite (`bash .ci/slow` runs them)")
+    warnings.filterwarnings("ignore", category=FutureWarning)
