@@ -1,0 +1,50 @@
+"""Time to build a Pruner and take one pruning step on resnet18 and resnet50, fasterai_prune beside fasterai 0.4.1.
+
+Run: python bench/pruner_speed.py [--repeats 3] [--ratio 30]
+Prints one row per model and library: build seconds, step seconds, parameters kept (median over repeats).
+"""
+import argparse, contextlib, io, statistics, time, warnings
+import torch
+from torchvision.models import resnet18, resnet50
+
+warnings.filterwarnings('ignore')
+
+def ours(model, ratio, context):
+    from fasterai_prune.prune.pruner import Pruner
+    from fasterai_prune.core.criteria import large_final
+    t = time.perf_counter(); p = Pruner(model, ratio, context, large_final, verbose=False); t1 = time.perf_counter()
+    p.prune_model(); return t1 - t, time.perf_counter() - t1
+
+def fasterai_041(model, ratio, context):
+    from fasterai.prune.pruner import Pruner
+    from fasterai.core.criteria import large_final
+    with contextlib.redirect_stdout(io.StringIO()):
+        t = time.perf_counter(); p = Pruner(model, ratio / 100, context, large_final); t1 = time.perf_counter()
+        p.prune_model()
+    return t1 - t, time.perf_counter() - t1
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--ratio', type=float, default=30)
+    ap.add_argument('--context', default='local')
+    args = ap.parse_args()
+    libs = {'fasterai_prune': ours}
+    try:
+        import fasterai  # noqa: F401
+        libs['fasterai 0.4.1'] = fasterai_041
+    except ImportError: print('fasterai 0.4.1 is not installed: only fasterai_prune is timed (pip install fasterai==0.4.1)')
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.context} {args.ratio:g}%, median of {args.repeats}")
+    print(f"{'model':<10}{'library':<17}{'build s':>9}{'step s':>9}{'total s':>9}{'params kept':>13}")
+    for name, ctor in [('resnet18', resnet18), ('resnet50', resnet50)]:
+        for lib, fn in libs.items():
+            builds, steps, kept = [], [], None
+            for _ in range(args.repeats):
+                torch.manual_seed(0)
+                m = ctor(weights=None); n0 = sum(p.numel() for p in m.parameters())
+                b, s = fn(m, args.ratio, args.context)
+                builds.append(b); steps.append(s); kept = sum(p.numel() for p in m.parameters()) / n0
+            b, s = statistics.median(builds), statistics.median(steps)
+            print(f"{name:<10}{lib:<17}{b:>9.2f}{s:>9.2f}{b + s:>9.2f}{kept:>13.3f}")
+
+if __name__ == '__main__': main()
