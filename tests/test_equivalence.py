@@ -1,0 +1,104 @@
+"Equivalence property: zeroing exactly what a prune removes, then pruning it, leaves the outputs unchanged."
+import copy, pytest, torch, torch.nn as nn
+from hypothesis import assume, given, settings, strategies as st
+import torch_pruning as tp
+from fasterai_prune.prune.graph import DependencyPruner, CriteriaImportance, tracked_prune
+from fasterai_prune.core.criteria import Criteria
+
+class Net(nn.Module):
+    "A random conv net: chain of blocks (plain, residual add, concat, depthwise, grouped), BN, pooling, flatten->linear"
+    def __init__(self, kinds, width, bn, pool):
+        super().__init__()
+        if kinds and kinds[-1] == 'cat': kinds = [*kinds, 'plain']   # concat right before flatten: see test_concat_flatten_linear
+        self.stem, c, self.blocks = nn.Conv2d(3, width, 3, padding=1), width, nn.ModuleList()
+        for k in kinds:
+            if k == 'plain': b = nn.ModuleDict(dict(a=nn.Conv2d(c, c + 2, 3, padding=1))); c2 = c + 2
+            elif k == 'res': b = nn.ModuleDict(dict(a=nn.Conv2d(c, c, 3, padding=1), b=nn.Conv2d(c, c, 1))); c2 = c
+            elif k == 'cat': b = nn.ModuleDict(dict(a=nn.Conv2d(c, 4, 1))); c2 = c + 4
+            elif k == 'dw': b = nn.ModuleDict(dict(a=nn.Conv2d(c, c, 3, padding=1, groups=c), b=nn.Conv2d(c, c, 1))); c2 = c
+            else: g = 2; b = nn.ModuleDict(dict(p=nn.Conv2d(c, 2 * g * 2, 1), a=nn.Conv2d(2 * g * 2, 2 * g * 2, 3, padding=1, groups=g))); c2 = 2 * g * 2
+            if bn: b['bn'] = nn.BatchNorm2d(c2)
+            b.kind = k; self.blocks.append(b); c = c2
+        self.pool = nn.MaxPool2d(2) if pool == 'max' else nn.AvgPool2d(2)
+        self.fc1, self.fc2 = nn.Linear(c * 4 * 4, 12), nn.Linear(12, 3)
+
+    def forward(self, x):
+        x = self.stem(x).relu()
+        for b in self.blocks:
+            k = b.kind
+            if k == 'plain': y = b['a'](x)
+            elif k == 'res': y = x + b['b'](b['a'](x).relu())
+            elif k == 'cat': y = torch.cat([x, b['a'](x)], 1)
+            elif k == 'dw': y = b['b'](b['a'](x).relu())
+            else: y = b['a'](b['p'](x))
+            if 'bn' in b: y = b['bn'](y)
+            x = y.relu()
+        x = self.pool(x).flatten(1)
+        return self.fc2(self.fc1(x).relu())
+
+def randomize_bn(m, g):
+    for b in m.modules():
+        if isinstance(b, nn.BatchNorm2d):
+            for t in (b.weight, b.bias, b.running_mean): t.data = torch.randn(t.shape, generator=g)
+            b.running_var.data = torch.rand(b.running_var.shape, generator=g) + 0.5
+
+@settings(max_examples=200, deadline=None)
+@given(kinds=st.lists(st.sampled_from(['plain', 'res', 'cat', 'dw', 'grouped']), min_size=1, max_size=3),
+       width=st.integers(4, 6), bn=st.booleans(), pool=st.sampled_from(['max', 'avg']),
+       ratio=st.floats(0.1, 0.8), glob=st.just(False), seed=st.integers(0, 2**16))
+def test_zeroing_then_pruning_changes_nothing(kinds, width, bn, pool, ratio, glob, seed):
+    # global mode is left out until the bugs of test_global_depthwise and test_global_never_empties are fixed
+    g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
+    net = Net(kinds, width, bn, pool).eval(); randomize_bn(net, g)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    # prune a twin; `tracked_prune`'s records say, for every replaced parameter, which elements of the original it kept
+    twin = copy.deepcopy(net)
+    dp = DependencyPruner(twin, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=ratio, global_pruning=glob, ignored_layers=[twin.fc2])
+    moved = dp.prune_to(1.)
+    names = {m: n for n, m in twin.named_modules()}
+    mods = dict(net.named_modules())
+    # zero, in the original net, every conv/linear weight and bias element the prune removes: the removed inputs of each
+    # consumer then contribute exactly nothing, whatever BatchNorm makes of the removed outputs
+    with torch.no_grad():
+        for mv in moved:
+            if not isinstance(mv.module, (nn.Conv2d, nn.Linear)): continue
+            p = getattr(mods[names[mv.module]], mv.name)
+            keep = torch.zeros(p.numel(), dtype=torch.bool); keep[mv.kept.reshape(-1)] = True
+            p.view(-1)[~keep] = 0
+        zeroed = net(x)
+        pruned = twin(x)
+    assert pruned.shape == (2, 3)
+    assert sum(p.numel() for p in twin.parameters()) < sum(p.numel() for p in net.parameters())
+    assert torch.allclose(zeroed, pruned, atol=1e-5, rtol=1e-4), (zeroed - pruned).abs().max()
+
+
+@pytest.mark.xfail(strict=True, reason="torch-pruning 1.6 bug: a concat followed by pooling and flatten->linear maps only one "
+                   "branch's removed channels to the linear's inputs (plain tp.pruner.MagnitudePruner fails the same way)")
+def test_concat_flatten_linear():
+    torch.manual_seed(0)
+    net = Net(['res'], 4, False, 'max').eval()
+    net.blocks[0].kind = 'cat'; net.blocks[0]['a'] = nn.Conv2d(4, 4, 1); net.fc1 = nn.Linear(8 * 16, 12)
+    x = torch.randn(2, 3, 8, 8)
+    DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=0.5, ignored_layers=[net.fc2]).prune_to(1.)
+    assert net(x).shape == (2, 3)
+
+
+@pytest.mark.xfail(strict=True, reason="global pruning prunes a depthwise group twice (planned, then again as a channel-grouped "
+                   "group), leaving the depthwise conv's weight and groups out of step: found by the property above")
+def test_global_depthwise():
+    torch.manual_seed(5)
+    net = Net(['plain', 'dw', 'grouped'], 5, False, 'max').eval()
+    x = torch.randn(2, 3, 8, 8)
+    DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=0.5, global_pruning=True, ignored_layers=[net.fc2]).prune_to(1.)
+    assert net(x).shape == (2, 3)
+    a = net.blocks[1]['a']
+    assert a.weight.shape[0] == a.out_channels == a.in_channels == a.groups
+
+
+@pytest.mark.xfail(strict=True, reason="global pruning at 75% empties the stem conv (0 filters) of a concat + residual net: found by the property above")
+def test_global_never_empties():
+    torch.manual_seed(0)
+    net = Net(['cat', 'res'], 4, False, 'max').eval()
+    x = torch.randn(2, 3, 8, 8)
+    DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=0.75, global_pruning=True, ignored_layers=[net.fc2]).prune_to(1.)
+    assert min(m.weight.shape[0] for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))) >= 1
