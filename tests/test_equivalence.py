@@ -10,6 +10,8 @@ class Net(nn.Module):
     def __init__(self, kinds, width, bn, pool):
         super().__init__()
         if kinds and kinds[-1] == 'cat': kinds = [*kinds, 'plain']   # concat right before flatten: see test_concat_flatten_linear
+        # a grouped conv concatenated with another branch: see test_grouped_then_concat
+        kinds = [k for i, k in enumerate(kinds) if not (k == 'grouped' and i + 1 < len(kinds) and kinds[i + 1] == 'cat')] or ['plain']
         self.stem, c, self.blocks = nn.Conv2d(3, width, 3, padding=1), width, nn.ModuleList()
         for k in kinds:
             if k == 'plain': b = nn.ModuleDict(dict(a=nn.Conv2d(c, c + 2, 3, padding=1))); c2 = c + 2
@@ -45,9 +47,8 @@ def randomize_bn(m, g):
 @settings(max_examples=200, deadline=None)
 @given(kinds=st.lists(st.sampled_from(['plain', 'res', 'cat', 'dw', 'grouped']), min_size=1, max_size=3),
        width=st.integers(4, 6), bn=st.booleans(), pool=st.sampled_from(['max', 'avg']),
-       ratio=st.floats(0.1, 0.8), glob=st.just(False), seed=st.integers(0, 2**16))
+       ratio=st.floats(0.1, 0.8), glob=st.booleans(), seed=st.integers(0, 2**16))
 def test_zeroing_then_pruning_changes_nothing(kinds, width, bn, pool, ratio, glob, seed):
-    # global mode is left out until the bugs of test_global_depthwise and test_global_never_empties are fixed
     g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
     net = Net(kinds, width, bn, pool).eval(); randomize_bn(net, g)
     x = torch.randn(2, 3, 8, 8, generator=g)
@@ -83,9 +84,8 @@ def test_concat_flatten_linear():
     assert net(x).shape == (2, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="global pruning prunes a depthwise group twice (planned, then again as a channel-grouped "
-                   "group), leaving the depthwise conv's weight and groups out of step: found by the property above")
 def test_global_depthwise():
+    "Found by the property: a depthwise group was pruned twice (planned, then again with the channel-grouped groups)"
     torch.manual_seed(5)
     net = Net(['plain', 'dw', 'grouped'], 5, False, 'max').eval()
     x = torch.randn(2, 3, 8, 8)
@@ -95,10 +95,37 @@ def test_global_depthwise():
     assert a.weight.shape[0] == a.out_channels == a.in_channels == a.groups
 
 
-@pytest.mark.xfail(strict=True, reason="global pruning at 75% empties the stem conv (0 filters) of a concat + residual net: found by the property above")
 def test_global_never_empties():
+    "Found by the property: at 75% the stem conv, one side of a concatenation, lost all its filters"
     torch.manual_seed(0)
     net = Net(['cat', 'res'], 4, False, 'max').eval()
     x = torch.randn(2, 3, 8, 8)
     DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=0.75, global_pruning=True, ignored_layers=[net.fc2]).prune_to(1.)
     assert min(m.weight.shape[0] for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))) >= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(kinds=st.lists(st.sampled_from(['plain', 'res', 'cat', 'dw', 'grouped']), min_size=1, max_size=3),
+       width=st.integers(4, 8), ratio=st.floats(0.05, 0.95), round_to=st.sampled_from([None, 2]), seed=st.integers(0, 2**16))
+def test_global_up_to_95_percent_keeps_every_layer(kinds, width, ratio, round_to, seed):
+    torch.manual_seed(seed)
+    net = Net(kinds, width, True, 'avg').eval()
+    x = torch.randn(2, 3, 8, 8)
+    DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=ratio, global_pruning=True,
+                     ignored_layers=[net.fc2], round_to=round_to).prune_to(1.)
+    assert net(x).shape == (2, 3)
+    floor = 1
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)): assert m.weight.shape[0] >= floor, (m, m.weight.shape)
+
+
+@pytest.mark.xfail(strict=True, reason="torch-pruning 1.6 bug: a grouped conv whose output is concatenated with another branch "
+                   "loses an uneven number of channels (plain tp.pruner.MagnitudePruner fails the same way)")
+def test_grouped_then_concat():
+    torch.manual_seed(2)
+    net = Net(['grouped', 'res'], 4, False, 'max').eval()
+    net.blocks[1].kind = 'cat'; net.blocks[1]['a'] = nn.Conv2d(8, 4, 1); net.blocks.append(nn.ModuleDict(dict(a=nn.Conv2d(12, 12, 3, padding=1), b=nn.Conv2d(12, 12, 1))))
+    net.blocks[2].kind = 'res'; net.fc1 = nn.Linear(12 * 16, 12)
+    x = torch.randn(2, 3, 8, 8)
+    DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=0.5, ignored_layers=[net.fc2]).prune_to(1.)
+    assert net(x).shape == (2, 3)

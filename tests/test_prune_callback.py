@@ -1,0 +1,73 @@
+"PruneCallback inside real fastai training: mixed precision, GPU, other callbacks, and what the notebooks do not cover."
+import pytest, torch, torch.nn as nn
+from fastai.learner import Learner
+from fastai.optimizer import Adam
+from fastai.metrics import accuracy
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.tracker import SaveModelCallback
+import fastai.callback.schedule  # noqa: F401
+import fastai.callback.fp16  # noqa: F401  (to_fp16, to_bf16)
+from fasterai_prune.data import digits_dls, digits_cnn
+from fasterai_prune.core.schedule import lin, agp
+from fasterai_prune.prune.pruner import Pruner
+from fasterai_prune.prune.prune_callback import PruneCallback
+
+def make_learner(device='cpu', width=16, seed=0, **kw):
+    torch.manual_seed(seed)
+    learn = Learner(digits_dls(device=device), digits_cnn(width).to(device), loss_func=nn.CrossEntropyLoss(),
+                    metrics=accuracy, opt_func=Adam, **kw)
+    learn.remove_cb(ProgressCallback)
+    return learn
+
+def live_in_opt(learn):
+    return {id(p) for pl in learn.opt.param_lists for p in pl} == {id(p) for p in learn.model.parameters()}
+
+def conv_widths(m): return [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]
+
+def test_one_channel_16px_model_needs_no_inputs():
+    learn = make_learner()
+    cb = PruneCallback(50, lin, 'local')
+    learn.fit(1, 1e-3, cbs=cb)
+    assert cb.pruner.example_inputs.shape == (1, 1, 16, 16)
+    assert type(cb.pruner.example_inputs) is torch.Tensor   # fastai's TensorImage stripped
+    assert conv_widths(learn.model)[0] == 8
+
+def test_bf16_mixed_precision_on_cpu():
+    learn = make_learner().to_bf16()
+    learn.fit_one_cycle(2, 1e-2, cbs=PruneCallback(30, agp.with_window(0, 0.7), 'global'))
+    assert live_in_opt(learn)
+    assert learn.validate()[1] > 0.8
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+
+def test_with_other_callbacks_and_no_validation_side_effects(tmp_path):
+    learn = make_learner(path=tmp_path)
+    cb = PruneCallback(40, lin, 'local')
+    learn.fit(2, 1e-3, cbs=[cb, SaveModelCallback(fname='best')])
+    widths = conv_widths(learn.model)
+    learn.validate()   # validation never prunes
+    assert conv_widths(learn.model) == widths
+    ref = digits_cnn(16); Pruner(ref, 40, verbose=False, example_inputs=torch.randn(1, 1, 16, 16)).prune_model()
+    assert widths == conv_widths(ref)
+
+def test_adam_moment_of_kept_channel_equals_value_before_prune():
+    learn = make_learner()
+    learn.create_opt()
+    xb, yb = learn.dls.one_batch()
+    for _ in range(3):
+        learn.opt.zero_grad(); learn.loss_func(learn.model(xb), yb).backward(); learn.opt.step()
+    conv = learn.model[0][0]
+    before = learn.opt.state[conv.weight]['grad_avg'].clone()
+    pruner = Pruner(learn.model, 50, verbose=False, example_inputs=xb[:1])
+    moved = pruner.prune_to(1., learn.opt)
+    mv = next(m for m in moved if m.module is conv and m.name == 'weight')
+    kept_filters = sorted({int(i) // before[0].numel() for i in mv.kept.flatten()})
+    assert torch.equal(learn.opt.state[conv.weight]['grad_avg'], before[kept_filters])
+    assert learn.opt.state[conv.weight]['step'] == 3
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_gpu_with_fp16():
+    learn = make_learner(device='cuda').to_fp16()
+    learn.fit_one_cycle(2, 1e-2, cbs=PruneCallback(50, agp.with_window(0, 0.7), 'global'))
+    assert live_in_opt(learn)
+    assert all(p.is_cuda for p in learn.model.parameters())
+    assert learn.validate()[1] > 0.8
