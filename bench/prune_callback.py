@@ -13,6 +13,7 @@ from fastai.metrics import accuracy
 from fastai.callback.core import _events
 from fastai.callback.progress import ProgressCallback
 import fastai.callback.schedule  # noqa: F401
+from fastai.torch_core import set_seed
 from fasterai_prune.data import digits_dls, digits_cnn
 
 warnings.filterwarnings('ignore')
@@ -30,9 +31,9 @@ def time_callback(cb):
         setattr(cb, ev, wrapped)
     return cb
 
-def run(kind, ratio, args):
-    torch.manual_seed(args.seed)
-    dls = digits_dls(seed=args.seed, device='cpu')
+def run(kind, ratio, args, seed):
+    set_seed(seed, reproducible=True)
+    dls = digits_dls(seed=seed, device='cpu')
     model = digits_cnn(args.width)
     widths0 = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
     n0 = sum(p.numel() for p in model.parameters())
@@ -63,22 +64,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--epochs', type=int, default=6); ap.add_argument('--ratios', type=float, nargs='+', default=[50, 85])
     ap.add_argument('--width', type=int, default=32); ap.add_argument('--lr', type=float, default=1e-2)
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     args = ap.parse_args()
     kinds = ['fasterai_prune']
     try:
         import fasterai  # noqa: F401
         kinds.append('fasterai 0.4.1')
     except ImportError: print('fasterai 0.4.1 is not installed (pip install fasterai==0.4.1): its column is skipped')
-    print(f"digits_cnn(width={args.width}), Adam, fit_one_cycle({args.epochs}, {args.lr}), seed {args.seed}, agp, global, large_final, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'run':<28}{'fit s':>8}{'cb share':>10}{'accuracy':>10}{'params kept':>13}{'min layer kept':>16}")
-    d = run('dense', 0, args)
-    print(f"{'dense':<28}{d['fit_s']:>8.1f}{'-':>10}{d['acc']:>10.4f}{d['kept']:>13.3f}{d['min_layer']:>16.3f}")
+    print(f"digits_cnn(width={args.width}), Adam, fit_one_cycle({args.epochs}, {args.lr}), seeds {args.seeds}, agp, global, "
+          f"large_final, {torch.get_num_threads()} threads; mean over seeds (accuracy: mean [min])")
+    print(f"{'run':<24}{'fit s':>8}{'cb share':>10}{'accuracy':>18}{'params kept':>13}{'min layer kept':>16}")
+    def row(name, rs):
+        mean = lambda k: sum(r[k] for r in rs) / len(rs)
+        share = '-' if name == 'dense' else f"{100 * mean('cb_share'):.1f}%"
+        acc = f"{mean('acc'):.4f} [{min(r['acc'] for r in rs):.4f}]"
+        print(f"{name:<24}{mean('fit_s'):>8.1f}{share:>10}{acc:>18}{mean('kept'):>13.3f}{min(r['min_layer'] for r in rs):>16.3f}")
+    row('dense', [run('dense', 0, args, s) for s in args.seeds])
     for ratio in args.ratios:
-        for kind in kinds:
-            r = run(kind, ratio, args)
-            print(f"{kind + f' {ratio:g}%':<28}{r['fit_s']:>8.1f}{100 * r['cb_share']:>9.1f}%{r['acc']:>10.4f}{r['kept']:>13.3f}{r['min_layer']:>16.3f}")
+        for kind in kinds: row(f"{kind} {ratio:g}%", [run(kind, ratio, args, s) for s in args.seeds])
     print("anchors: cb share <= 3.0%; accuracy >= fasterai 0.4.1's at the same ratio; min layer kept > 0")
 
 if __name__ == '__main__': main()
