@@ -266,6 +266,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                                      'fasterai_prune/prune/prune_callback.py'),
                                                      'fasterai_prune.prune.prune_callback.PruneCallback._build': ( 'prune.prune_callback.html#prunecallback._build',
                                                                                                                    'fasterai_prune/prune/prune_callback.py'),
+                                                     'fasterai_prune.prune.prune_callback.PruneCallback._measure': ( 'prune.prune_callback.html#prunecallback._measure',
+                                                                                                                     'fasterai_prune/prune/prune_callback.py'),
                                                      'fasterai_prune.prune.prune_callback.PruneCallback.after_fit': ( 'prune.prune_callback.html#prunecallback.after_fit',
                                                                                                                       'fasterai_prune/prune/prune_callback.py'),
                                                      'fasterai_prune.prune.prune_callback.PruneCallback.after_step': ( 'prune.prune_callback.html#prunecallback.after_step',

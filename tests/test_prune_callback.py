@@ -32,7 +32,8 @@ def test_one_channel_16px_model_needs_no_inputs():
     assert type(cb.pruner.example_inputs) is torch.Tensor   # fastai's TensorImage stripped
     assert conv_widths(learn.model)[0] == 8
 
-def test_bf16_mixed_precision_on_cpu():
+def test_with_fastai_mixed_precision_callback():
+    "fastai's MixedPrecision (bf16 here) sits in the loop; without CUDA it disables autocast, so this checks the wiring"
     learn = make_learner().to_bf16()
     learn.fit_one_cycle(2, 1e-2, cbs=PruneCallback(30, agp.with_window(0, 0.7), 'global'))
     assert live_in_opt(learn)
