@@ -129,3 +129,20 @@ def test_grouped_then_concat():
     x = torch.randn(2, 3, 8, 8)
     DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=0.5, ignored_layers=[net.fc2]).prune_to(1.)
     assert net(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize('context', ['local', 'global'])
+def test_pruner_never_leaves_a_broken_model(context):
+    "On the layouts torch-pruning 1.6 mis-prunes (above), `Pruner` either prunes correctly or refuses and restores the model"
+    from fasterai_prune.prune.pruner import Pruner
+    torch.manual_seed(0)
+    net = Net(['res'], 4, False, 'max').eval()
+    net.blocks[0].kind = 'cat'; net.blocks[0]['a'] = nn.Conv2d(4, 4, 1); net.fc1 = nn.Linear(8 * 16, 12)
+    x = torch.randn(2, 3, 8, 8)
+    before = [p.detach().clone() for p in net.parameters()]
+    try: Pruner(net, 50, context, example_inputs=x, verbose=False).prune_model()
+    except ValueError as e:
+        assert 'restored unchanged' in str(e)
+        after = list(net.parameters())
+        assert len(after) == len(before) and all(torch.equal(a, b) for a, b in zip(after, before))
+    assert net(x).shape == (2, 3)
