@@ -328,6 +328,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'fasterai_prune/prune/pruner.py'),
                                              'fasterai_prune.prune.pruner._restore_modules': ( 'prune.pruner.html#_restore_modules',
                                                                                                'fasterai_prune/prune/pruner.py')},
+            'fasterai_prune.recover.batchnorm': { 'fasterai_prune.recover.batchnorm.recalibrate_bn': ( 'recover.batchnorm.html#recalibrate_bn',
+                                                                                                       'fasterai_prune/recover/batchnorm.py')},
             'fasterai_prune.sparse.sparsifier': { 'fasterai_prune.sparse.sparsifier.Sparsifier': ( 'sparse.sparsifier.html#sparsifier',
                                                                                                    'fasterai_prune/sparse/sparsifier.py'),
                                                   'fasterai_prune.sparse.sparsifier.Sparsifier.__init__': ( 'sparse.sparsifier.html#sparsifier.__init__',
