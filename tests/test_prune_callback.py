@@ -11,6 +11,7 @@ from fasterai_prune.data import digits_dls, digits_cnn
 from fasterai_prune.core.schedule import lin, agp
 from fasterai_prune.prune.pruner import Pruner
 from fasterai_prune.prune.prune_callback import PruneCallback
+from fasterai_prune.prune.io import pruning_record_of
 
 def make_learner(device='cpu', width=16, seed=0, **kw):
     torch.manual_seed(seed)
@@ -28,8 +29,8 @@ def test_one_channel_16px_model_needs_no_inputs():
     learn = make_learner()
     cb = PruneCallback(50, 'local', schedule=lin)
     learn.fit(1, 1e-3, cbs=cb)
-    assert cb.pruner.example_inputs.shape == (1, 1, 16, 16)
-    assert type(cb.pruner.example_inputs) is torch.Tensor   # fastai's TensorImage stripped
+    assert pruning_record_of(learn)['inputs'] == ['tensor', [1, 1, 16, 16], 'float32']   # one plain sample of the batch
+    assert cb.pruner is None   # dropped once the schedule is over
     assert conv_widths(learn.model)[0] == 8
 
 def test_with_fastai_mixed_precision_callback():
