@@ -11,6 +11,7 @@ from fasterai_prune.data import digits_dls, digits_cnn
 from fasterai_prune.core.schedule import lin, agp
 from fasterai_prune.prune.pruner import Pruner
 from fasterai_prune.prune.prune_callback import PruneCallback
+from fasterai_prune.prune.io import pruning_record_of
 
 def make_learner(device='cpu', width=16, seed=0, **kw):
     torch.manual_seed(seed)
@@ -26,23 +27,23 @@ def conv_widths(m): return [c.out_channels for c in m.modules() if isinstance(c,
 
 def test_one_channel_16px_model_needs_no_inputs():
     learn = make_learner()
-    cb = PruneCallback(50, lin, 'local')
+    cb = PruneCallback(50, 'local', schedule=lin)
     learn.fit(1, 1e-3, cbs=cb)
-    assert cb.pruner.example_inputs.shape == (1, 1, 16, 16)
-    assert type(cb.pruner.example_inputs) is torch.Tensor   # fastai's TensorImage stripped
+    assert pruning_record_of(learn)['inputs'] == ['tensor', [1, 1, 16, 16], 'float32']   # one plain sample of the batch
+    assert cb.pruner is None   # dropped once the schedule is over
     assert conv_widths(learn.model)[0] == 8
 
 def test_with_fastai_mixed_precision_callback():
     "fastai's MixedPrecision (bf16 here) sits in the loop; without CUDA it disables autocast, so this checks the wiring"
     learn = make_learner().to_bf16()
-    learn.fit_one_cycle(2, 1e-2, cbs=PruneCallback(30, agp.with_window(0, 0.7), 'global'))
+    learn.fit_one_cycle(2, 1e-2, cbs=PruneCallback(30, 'global', schedule=agp.with_window(0, 0.7)))
     assert live_in_opt(learn)
     assert learn.validate()[1] > 0.8
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())
 
 def test_with_other_callbacks_and_no_validation_side_effects(tmp_path):
     learn = make_learner(path=tmp_path)
-    cb = PruneCallback(40, lin, 'local')
+    cb = PruneCallback(40, 'local', schedule=lin)
     learn.fit(2, 1e-3, cbs=[cb, SaveModelCallback(fname='best')])
     widths = conv_widths(learn.model)
     learn.validate()   # validation never prunes
@@ -68,7 +69,7 @@ def test_adam_moment_of_kept_channel_equals_value_before_prune():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_on_gpu_with_fp16():
     learn = make_learner(device='cuda').to_fp16()
-    learn.fit_one_cycle(2, 1e-2, cbs=PruneCallback(50, agp.with_window(0, 0.7), 'global'))
+    learn.fit_one_cycle(2, 1e-2, cbs=PruneCallback(50, 'global', schedule=agp.with_window(0, 0.7)))
     assert live_in_opt(learn)
     assert all(p.is_cuda for p in learn.model.parameters())
     assert learn.validate()[1] > 0.8

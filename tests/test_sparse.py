@@ -25,7 +25,7 @@ def _params(model): return [p.detach().clone() for p in model.parameters()]
 
 def test_local_weight_50_every_conv_within_one_of_half():
     net = _net()
-    sp = Sparsifier(net, 'weight', 'local', large_final)
+    sp = Sparsifier(net, 'weight', 'local', large_final, layer_type=nn.Conv2d)
     sp.sparsify_model(50)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 7
@@ -34,7 +34,7 @@ def test_local_weight_50_every_conv_within_one_of_half():
 
 def test_local_filter_50_exactly_half_the_filters():
     net = _net()
-    Sparsifier(net, 'filter', 'local', large_final).sparsify_model(50)
+    Sparsifier(net, 'filter', 'local', large_final, layer_type=nn.Conv2d).sparsify_model(50)
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             per_filter = (m.weight != 0).flatten(1).sum(1)
@@ -54,7 +54,7 @@ def test_global_70_exact_total_and_layers_differ():
 
 def test_2_4_two_nonzeros_in_every_group_of_four():
     net = _net()
-    sp = Sparsifier(net, 'weight', 'local', large_final, nm=True)
+    sp = Sparsifier(net, 'weight', 'local', large_final, nm=True, layer_type=nn.Conv2d)
     sp.sparsify_model(50)
     checked = 0
     for name, m in sp.layers.items():
@@ -68,10 +68,10 @@ def test_2_4_two_nonzeros_in_every_group_of_four():
 
 
 @pytest.mark.parametrize('bad, contains', [
-    (lambda net: Sparsifier(net, 'weight', 'local', large_final).sparsify_model(101), '`sparsity`'),
-    (lambda net: Sparsifier(net, 'weight', 'local', large_final).sparsify_model(-1), '`sparsity`'),
+    (lambda net: Sparsifier(net, 'weight', 'local', large_final, layer_type=nn.Conv2d).sparsify_model(101), '`sparsity`'),
+    (lambda net: Sparsifier(net, 'weight', 'local', large_final, layer_type=nn.Conv2d).sparsify_model(-1), '`sparsity`'),
     (lambda net: Sparsifier(net, 'kernel', 'local', large_final, layer_type=nn.Linear), "`granularity`='kernel' is not defined for Linear"),
-    (lambda net: Sparsifier(net, 'weight', 'local', large_final).sparsify_model({'no.such.layer': 50}), "'no.such.layer'"),
+    (lambda net: Sparsifier(net, 'weight', 'local', large_final, layer_type=nn.Conv2d).sparsify_model({'no.such.layer': 50}), "'no.such.layer'"),
 ])
 def test_bad_input_clear_error_model_unchanged(bad, contains):
     net = _net()
@@ -83,7 +83,7 @@ def test_bad_input_clear_error_model_unchanged(bad, contains):
 
 def test_masks_survive_optimizer_steps():
     net = _net()
-    sp = Sparsifier(net, 'weight', 'global', large_final)
+    sp = Sparsifier(net, 'weight', 'global', large_final, layer_type=nn.Conv2d)
     sp.sparsify_model(60)
     masked = {m: m.weight == 0 for m in sp.layers.values()}
     opt = torch.optim.Adam(net.parameters(), 1e-2)
@@ -99,7 +99,7 @@ def test_sparsify_callback_80_global_on_digits():
     learn = Learner(digits_dls(), digits_cnn(16), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, opt_func=Adam)
     keys = set(learn.model.state_dict())
     n_buffers = len(list(learn.model.buffers()))
-    cb = SparsifyCallback(80, 'weight', 'global', large_final, agp)
+    cb = SparsifyCallback(80, 'weight', 'global', large_final, agp, layer_type=nn.Conv2d)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(4, 1e-2, cbs=cb)
     convs = [m for m in learn.model.modules() if isinstance(m, nn.Conv2d)]
     total = sum(m.weight.numel() for m in convs)
