@@ -2,7 +2,9 @@
 import copy, pytest, torch, torch.nn as nn
 from hypothesis import assume, given, settings, strategies as st
 import torch_pruning as tp
-from fasterai_prune.prune.graph import DependencyPruner, CriteriaImportance, tracked_prune
+from fasterai_prune.tp.planner import DependencyPruner
+from fasterai_prune.tp.importance import CriteriaImportance
+from fasterai_prune.tp.tracked import tracked_prune
 from fasterai_prune.core.criteria import Criteria
 
 class Net(nn.Module):

@@ -6,10 +6,7 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-import torch_pruning as tp
-from .graph import restore_attention_dims
-from ..core.measure import eval_mode
-from .custom_ops import default_custom_ops
+from ..tp.history import replay_history, TORCH_PRUNING_VERSION
 from ..core.measure import as_plain
 
 # %% auto #0
@@ -44,7 +41,7 @@ def _make_inputs(spec):
 def pruning_record(pruner) -> dict:
     "The plain-data record that rebuilds what `pruner` (a `Pruner`) did to its model"
     hist = [(str(n), bool(out), [int(i) for i in idxs]) for n, out, idxs in pruner.pruning_history()]
-    return dict(history=hist, inputs=_input_spec(as_plain(pruner.example_inputs)), torch_pruning=tp.__version__)
+    return dict(history=hist, inputs=_input_spec(as_plain(pruner.example_inputs)), torch_pruning=TORCH_PRUNING_VERSION)
 
 def apply_pruning_record(model:nn.Module, # A fresh model of the original class (same constructor arguments)
                          record:dict, # From `pruning_record`
@@ -54,12 +51,7 @@ def apply_pruning_record(model:nn.Module, # A fresh model of the original class 
     names = dict(model.named_modules())
     missing = [n for n, *_ in record['history'] if n not in names]
     if missing: raise ValueError(f"`model` has no layer {missing[0]!r} from the pruning record: it is not the model that was pruned")
-    ops = default_custom_ops(model)
-    with eval_mode(model):
-        DG = tp.DependencyGraph().build_dependency(model, example_inputs=_make_inputs(record['inputs']), forward_fn=ops.forward_fn(),
-                                                   customized_pruners=ops.pruners or None, verbose=False)
-        DG.load_pruning_history(record['history'])
-    restore_attention_dims(model)
+    replay_history(model, _make_inputs(record['inputs']), record['history'])
     return model
 
 def save_compact(pruner, path):

@@ -12,9 +12,12 @@ from ..core.ratio import check_percent, resolve_layer_ratios, module_names
 from ..core.criteria import Criteria, large_final, calibrate as calibrate_criteria
 from ..core.schedule import Schedule, lin
 from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, call_model
-from .graph import (DependencyPruner, CriteriaImportance, default_example_inputs, find_output_layers, find_layers_feeding,
-                                       attention_heads, restore_attention_dims, remap_optimizer, describe_trace_failure, _CONV_TYPES)
-from .custom_ops import default_custom_ops
+from ..core.granularity import CONV_TYPES
+from ..tp.planner import DependencyPruner
+from ..tp.importance import CriteriaImportance
+from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure
+from ..tp.tracked import remap_optimizer
+from ..tp.registry import default_custom_ops, attention_heads, restore_attention_dims
 
 # %% auto #0
 __all__ = ['Pruner']
@@ -99,11 +102,11 @@ class Pruner:
         if verbose:
             for m in outputs: print(f"Ignoring output layer: {names[m]}")
             for m in rnn_feeders: print(f"Keeping the outputs of {names[m]}: they feed a recurrent layer")
-            if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see prune.custom_ops)")
+            if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see tp.adapters)")
             print(f"Total ignored layers: {len(self.ignored_layers)}")
             if layer_ratios: print(f"Using per-layer pruning with {len(layer_ratios)} layer-specific ratios")
         ignored_mods = {s for m in self.ignored_layers for s in m.modules()}
-        if not any(isinstance(m, (*_CONV_TYPES, nn.Linear, nn.LSTM)) and m not in ignored_mods for m in model.modules()):
+        if not any(isinstance(m, (*CONV_TYPES, nn.Linear, nn.LSTM)) and m not in ignored_mods for m in model.modules()):
             raise ValueError("the model has no prunable layer: no conv, linear or LSTM layer outside the ignored and output layers")
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
@@ -134,8 +137,8 @@ class Pruner:
         macs = count_layer_macs(self.model, self.example_inputs)
         res = {}
         for n, m in self.model.named_modules():
-            if isinstance(m, (*_CONV_TYPES, nn.Linear)):
-                i, o = (m.in_channels, m.out_channels) if isinstance(m, _CONV_TYPES) else (m.in_features, m.out_features)
+            if isinstance(m, (*CONV_TYPES, nn.Linear)):
+                i, o = (m.in_channels, m.out_channels) if isinstance(m, CONV_TYPES) else (m.in_features, m.out_features)
                 res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()), macs=macs.get(m, 0))
         res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()))
         return res
@@ -199,10 +202,10 @@ def _check_pruned(self:Pruner) -> str|None:
     "What is wrong with the model just pruned, if anything"
     names = module_names(self.model)
     for m in self.model.modules():
-        if isinstance(m, (*_CONV_TYPES, nn.Linear)) and 0 in m.weight.shape: return f"layer '{names[m]}' has no channels left"
+        if isinstance(m, (*CONV_TYPES, nn.Linear)) and 0 in m.weight.shape: return f"layer '{names[m]}' has no channels left"
     if self.context == 'local':
         for (root, fn, n0, r, _), keep in zip(self.graph.groups, self.graph.target_keep(self.progress).values()):
-            n = self.graph._channels(root, fn)
+            n = self.graph.channels(root, fn)
             if n is not None and n < keep - (self.round_to or 1) + 1:
                 return f"layer '{names.get(root, type(root).__name__)}' kept {n} channels where {keep} were asked"
     try:
