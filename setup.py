@@ -24,7 +24,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=cfg['requirements'].split(),
-    extras_require={'dev': cfg['dev_requirements'].split()},
+    # every `<name>_requirements` key of settings.ini is an extra: `pip install -e ".[dev]"`, `".[timm]"`...
+    extras_require={k[:-len('_requirements')]: cfg[k].split() for k in cfg if k.endswith('_requirements')},
     entry_points={
         'console_scripts': cfg['console_scripts'].split(),
         'nbdev': [f"{cfg['lib_name']}={cfg['lib_name']}._modidx:d"],

@@ -60,6 +60,7 @@ class Pruner:
                  round_to:int|None=None, # Keep channel counts multiples of this
                  verbose:bool=True, # Print what is ignored and why
                  check_first_prune:bool=True, # Keep a copy during the first prune, check the result, restore it if broken
+                 attention:str='head_dim', # Attention layers: 'head_dim' narrows every head, 'heads' removes whole heads
                  **kwargs, # Passed to torch-pruning's `BasePruner` (e.g. `unwrapped_parameters`, `customized_pruners`)
                 ):
         if not isinstance(model, nn.Module): raise TypeError(f"`model` must be a nn.Module, got {type(model).__name__}")
@@ -70,6 +71,8 @@ class Pruner:
         if not isinstance(schedule, Schedule): raise TypeError(f"`schedule` must be a Schedule, got {type(schedule).__name__}")
         if not schedule.is_monotonic: raise ValueError(f"`schedule` {schedule.name} decreases, but pruned channels cannot grow back; use a monotonic schedule")
         if round_to is not None: _check_int(round_to, 'round_to')
+        if attention not in ('head_dim', 'heads'): raise ValueError(f"`attention` must be 'head_dim' or 'heads', got {attention!r}")
+        kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
         if isinstance(pruning_ratio, dict):
             if context != 'local': raise ValueError("a per-layer `pruning_ratio` dict needs context='local'")
             layer_ratios = resolve_layer_ratios(model, pruning_ratio, 'pruning_ratio')
