@@ -442,6 +442,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                      'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner._global_plan': ( 'tp.planner.html#dependencypruner._global_plan',
                                                                                                         'fasterai_prune/tp/planner.py'),
+                                           'fasterai_prune.tp.planner.DependencyPruner._group_equal_splits': ( 'tp.planner.html#dependencypruner._group_equal_splits',
+                                                                                                               'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner._group_info': ( 'tp.planner.html#dependencypruner._group_info',
                                                                                                        'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner._prune_global': ( 'tp.planner.html#dependencypruner._prune_global',
