@@ -2,7 +2,9 @@
 import copy, pytest, torch, torch.nn as nn
 from hypothesis import assume, given, settings, strategies as st
 import torch_pruning as tp
-from fasterai_prune.prune.graph import DependencyPruner, CriteriaImportance, tracked_prune
+from fasterai_prune.tp.planner import DependencyPruner
+from fasterai_prune.tp.importance import CriteriaImportance
+from fasterai_prune.tp.tracked import tracked_prune
 from fasterai_prune.core.criteria import Criteria
 
 class Net(nn.Module):
@@ -146,3 +148,40 @@ def test_pruner_never_leaves_a_broken_model(context):
         after = list(net.parameters())
         assert len(after) == len(before) and all(torch.equal(a, b) for a, b in zip(after, before))
     assert net(x).shape == (2, 3)
+
+
+class AttnNet(nn.Module):
+    "Tokens -> linear embedding -> timm multi-head attention (unfused, so its scale stays the trained one) -> mean -> head"
+    def __init__(self, dim, heads):
+        super().__init__()
+        from timm.layers import Attention
+        self.embed, self.attn, self.head = nn.Linear(6, dim), Attention(dim, heads, qkv_bias=True), nn.Linear(dim, 3)
+        self.attn.fused_attn = False
+    def forward(self, x): return self.head(self.attn(self.embed(x)).mean(1))
+
+@settings(max_examples=30, deadline=None)
+@given(heads=st.sampled_from([2, 3, 4]), head_dim=st.sampled_from([4, 6]), ratio=st.floats(0.2, 0.7),
+       mode=st.sampled_from(['head_dim', 'heads']), seed=st.integers(0, 2**16))
+def test_attention_zeroing_then_pruning_changes_nothing(heads, head_dim, ratio, mode, seed):
+    "The attention width is pruned (whole heads, or the same dims of every head); the zeroed original gives the same outputs"
+    pytest.importorskip('timm')
+    torch.manual_seed(seed)
+    net = AttnNet(heads * head_dim, heads).eval()
+    x = torch.randn(2, 5, 6)
+    twin = copy.deepcopy(net)
+    dp = DependencyPruner(twin, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=ratio, num_heads={twin.attn.qkv: heads},
+                          prune_num_heads=mode == 'heads', prune_head_dims=mode == 'head_dim', ignored_layers=[twin.embed, twin.attn.proj, twin.head])
+    moved = dp.prune_to(1.)
+    a = twin.attn
+    if mode == 'heads': assert a.head_dim == head_dim and a.num_heads < heads
+    else: assert a.num_heads == heads and a.head_dim < head_dim
+    assert a.qkv.out_features == 3 * a.num_heads * a.head_dim
+    names, mods = {m: n for n, m in twin.named_modules()}, dict(net.named_modules())
+    with torch.no_grad():
+        for mv in moved:
+            if not isinstance(mv.module, nn.Linear): continue
+            p = getattr(mods[names[mv.module]], mv.name)
+            keep = torch.zeros(p.numel(), dtype=torch.bool); keep[mv.kept.reshape(-1)] = True
+            p.view(-1)[~keep] = 0
+        zeroed, pruned = net(x), twin(x)
+    assert torch.allclose(zeroed, pruned, atol=1e-5, rtol=1e-4), (zeroed - pruned).abs().max()

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['Granularities', 'n_granules']
+__all__ = ['CONV_TYPES', 'Granularities', 'n_granules']
 
 # %% ../../nbs/01_core.granularity.ipynb #ac684301
 def _conv_granularities(n_kernel_dims:int, transposed:bool=False) -> dict:
@@ -78,3 +78,6 @@ def n_granules(layer:nn.Module, granularity:str) -> int:
     "Number of granules of `granularity` in `layer.weight`"
     spanned = Granularities.dims(layer, granularity)
     return int(torch.tensor([s for d, s in enumerate(layer.weight.shape) if d not in spanned], dtype=torch.long).prod())
+
+# %% ../../nbs/01_core.granularity.ipynb #b6fb86b4
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)   # every torch conv layer type

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 
 # %% auto #0
 __all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb']
@@ -41,9 +40,8 @@ def count_params(model:nn.Module, only_nonzero:bool=False) -> int:
     return sum(int((p != 0).sum()) if only_nonzero else p.numel() for p in model.parameters())
 
 def count_macs(model:nn.Module, example_inputs) -> tuple:
-    "`(macs, params)` of one forward pass of `model` on `example_inputs`"
-    macs, params = tp.utils.count_ops_and_params(model, as_plain(example_inputs))
-    return int(macs), int(params)
+    "`(macs, params)` of one forward pass of `model` on `example_inputs`: conv and linear MACs, by `count_layer_macs`"
+    return int(sum(count_layer_macs(model, example_inputs).values())), count_params(model)
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 

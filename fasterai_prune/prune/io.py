@@ -7,10 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import json, weakref
-import torch_pruning as tp
-from .graph import restore_attention_dims
-from ..core.measure import eval_mode
-from .custom_ops import default_custom_ops
+from ..tp.history import replay_history, TORCH_PRUNING_VERSION
+from ..tp.registry import restore_attention_dims
 from ..core.measure import as_plain
 from ..core.learner import model_of, is_learner
 
@@ -55,7 +53,7 @@ def chain_records(first:dict|None, # Record of the prunes done before, or None
 def pruning_record(pruner) -> dict:
     "The plain-data record that rebuilds what `pruner` (a `Pruner`) and the prunes before it did to its model"
     hist = [[str(n), bool(out), [int(i) for i in idxs]] for n, out, idxs in pruner.pruning_history()]
-    own = dict(history=hist, inputs=_input_spec(as_plain(pruner.example_inputs)), torch_pruning=tp.__version__)
+    own = dict(history=hist, inputs=_input_spec(as_plain(pruner.example_inputs)), torch_pruning=TORCH_PRUNING_VERSION)
     return chain_records(getattr(pruner, 'base_record', None), own)
 
 def apply_pruning_record(model:nn.Module, # A fresh model of the original class (same constructor arguments)
@@ -66,12 +64,7 @@ def apply_pruning_record(model:nn.Module, # A fresh model of the original class 
     names = dict(model.named_modules())
     missing = [n for n, *_ in record['history'] if n not in names]
     if missing: raise ValueError(f"`model` has no layer {missing[0]!r} from the pruning record: it is not the model that was pruned")
-    ops = default_custom_ops(model)
-    with eval_mode(model):
-        DG = tp.DependencyGraph().build_dependency(model, example_inputs=_make_inputs(record['inputs']), forward_fn=ops.forward_fn(),
-                                                   customized_pruners=ops.pruners or None, verbose=False)
-        DG.load_pruning_history(record['history'])
-    restore_attention_dims(model)
+    replay_history(model, _make_inputs(record['inputs']), record['history'])
     return model
 
 # %% ../../nbs/13_prune.io.ipynb #de815d57

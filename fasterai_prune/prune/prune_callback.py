@@ -39,7 +39,7 @@ class ScheduledPruning:
 
     def current(self) -> list:
         "Channels of each group now, measured on the model"
-        return [self.pruner.graph._channels(root, fn) for root, fn, *_ in self.groups]
+        return [self.pruner.graph.channels(root, fn) for root, fn, *_ in self.groups]
 
     def target(self, progress:float):
         "Channels to keep at `progress`: per group (local) or in total (global)"

@@ -15,9 +15,12 @@ from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, 
 from ..core.learner import model_of, is_learner, example_inputs_of
 from ..core.callback import ScheduledCallback
 from .io import pruning_record, pruning_record_of, track_pruning
-from .graph import (DependencyPruner, CriteriaImportance, default_example_inputs, find_output_layers, find_layers_feeding,
-                                       attention_heads, restore_attention_dims, remap_optimizer, describe_trace_failure, _CONV_TYPES)
-from .custom_ops import default_custom_ops
+from ..core.granularity import CONV_TYPES
+from ..tp.planner import DependencyPruner
+from ..tp.importance import CriteriaImportance
+from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure
+from ..tp.tracked import remap_optimizer
+from ..tp.registry import default_custom_ops, attention_heads, restore_attention_dims
 
 # %% auto #0
 __all__ = ['Pruner']
@@ -61,6 +64,7 @@ class Pruner:
                  verbose:bool=True, # Print what is ignored and why
                  check_first_prune:bool=True, # Keep a copy during the first prune, check the result, restore it if broken
                  opt=None, # Optimizer holding the model's parameters, kept in step; default: the `Learner`'s own
+                 attention:str='head_dim', # Attention layers: 'head_dim' narrows every head, 'heads' removes whole heads
                  **kwargs, # Passed to torch-pruning's `BasePruner` (e.g. `unwrapped_parameters`, `customized_pruners`)
                 ):
         self.learn = model if is_learner(model) else None
@@ -71,6 +75,8 @@ class Pruner:
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
         if round_to is not None: _check_int(round_to, 'round_to')
+        if attention not in ('head_dim', 'heads'): raise ValueError(f"`attention` must be 'head_dim' or 'heads', got {attention!r}")
+        kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
         if isinstance(pruning_ratio, dict):
             if context != 'local': raise ValueError("a per-layer `pruning_ratio` dict needs context='local'")
             layer_ratios = resolve_layer_ratios(model, pruning_ratio, 'pruning_ratio')
@@ -105,11 +111,11 @@ class Pruner:
         if verbose:
             for m in outputs: print(f"Ignoring output layer: {names[m]}")
             for m in rnn_feeders: print(f"Keeping the outputs of {names[m]}: they feed a recurrent layer")
-            if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see prune.custom_ops)")
+            if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see tp.adapters)")
             print(f"Total ignored layers: {len(self.ignored_layers)}")
             if layer_ratios: print(f"Using per-layer pruning with {len(layer_ratios)} layer-specific ratios")
         ignored_mods = {s for m in self.ignored_layers for s in m.modules()}
-        if not any(isinstance(m, (*_CONV_TYPES, nn.Linear, nn.LSTM)) and m not in ignored_mods for m in model.modules()):
+        if not any(isinstance(m, (*CONV_TYPES, nn.Linear, nn.LSTM)) and m not in ignored_mods for m in model.modules()):
             raise ValueError("the model has no prunable layer: no conv, linear or LSTM layer outside the ignored and output layers")
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
@@ -140,8 +146,8 @@ class Pruner:
         macs = count_layer_macs(self.model, self.example_inputs)
         res = {}
         for n, m in self.model.named_modules():
-            if isinstance(m, (*_CONV_TYPES, nn.Linear)):
-                i, o = (m.in_channels, m.out_channels) if isinstance(m, _CONV_TYPES) else (m.in_features, m.out_features)
+            if isinstance(m, (*CONV_TYPES, nn.Linear)):
+                i, o = (m.in_channels, m.out_channels) if isinstance(m, CONV_TYPES) else (m.in_features, m.out_features)
                 res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()), macs=macs.get(m, 0))
         res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()))
         return res
@@ -214,10 +220,10 @@ def _check_pruned(self:Pruner) -> str|None:
     "What is wrong with the model just pruned, if anything"
     names = module_names(self.model)
     for m in self.model.modules():
-        if isinstance(m, (*_CONV_TYPES, nn.Linear)) and 0 in m.weight.shape: return f"layer '{names[m]}' has no channels left"
+        if isinstance(m, (*CONV_TYPES, nn.Linear)) and 0 in m.weight.shape: return f"layer '{names[m]}' has no channels left"
     if self.context == 'local':
         for (root, fn, n0, r, _), keep in zip(self.graph.groups, self.graph.target_keep(self.progress).values()):
-            n = self.graph._channels(root, fn)
+            n = self.graph.channels(root, fn)
             if n is not None and n < keep - (self.round_to or 1) + 1:
                 return f"layer '{names.get(root, type(root).__name__)}' kept {n} channels where {keep} were asked"
     try:

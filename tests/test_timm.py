@@ -1,0 +1,78 @@
+"timm families pruned at 50%, local and global: the output shape is unchanged, parameters drop, and the model runs."
+import json, os, warnings
+from pathlib import Path
+import pytest, torch
+
+timm = pytest.importorskip('timm', reason='timm is not installed (pip install -e ".[timm]")')
+from fasterai_prune.prune.pruner import Pruner
+from fasterai_prune.core.measure import count_params
+
+# one model per failure class of issue 9, smallest variant, small inputs
+FAST = {
+    'test_vit': 64,                  # timm Attention: attn_dim, head_dim (ViT/DeiT)
+    'deit_tiny_patch16_224': 64,     # ViT with distillation-free DeiT layout
+    'swin_tiny_patch4_window7_224': 224,   # window attention, timm PatchMerging
+    'beit_base_patch16_224': 224,    # qkv through F.linear with q/v biases
+    'cs3darknet_focus_s': 64,        # CSP split sizes
+    'res2next50': 64,                # Res2Net split width
+    'ghostnet_050': 64,              # ghost concat
+    'dpn48b': 64,                    # dual path concat
+    'levit_128s': 224,               # LeViT subsample
+    'pit_ti_224': 224,               # PiT
+    'coat_tiny': 224,                # CoaT
+    'convit_tiny': 224,              # ConViT gated attention
+    'xcit_nano_12_p8_224': 64,       # channel attention (XCA)
+    'poolformerv2_s12': 64,          # MetaFormer Scale.shape
+    'mobilevit_xxs': 64,             # MobileViT
+    'edgenext_xx_small': 64,         # EdgeNeXt XCA
+    'test_convnext': 64,             # ConvNeXt layer scale gamma
+    'rexnet_100': 64,                # RexNet (hung in torch-pruning's group search)
+    'tresnet_m': 64,                 # BlurPool, groups=channels
+}
+VIT_SIZE = ('test_vit', 'deit_tiny_patch16_224', 'xcit_nano_12_p8_224')
+
+def build(name, size):
+    kw = dict(img_size=size) if name in VIT_SIZE else {}
+    m = timm.create_model(name, pretrained=False, **kw).eval()
+    return m, torch.randn(1, 3, size, size)
+
+def check(name, context, size, attention='head_dim'):
+    torch.manual_seed(0)
+    m, x = build(name, size)
+    with torch.no_grad(): shape = m(x).shape
+    p0 = count_params(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        Pruner(m, 50, context, example_inputs=x, verbose=False, attention=attention).prune_model()
+    with torch.no_grad(): y = m(x)
+    assert y.shape == shape
+    assert torch.isfinite(y).all()
+    assert count_params(m) < p0
+    return m
+
+@pytest.mark.parametrize('context', ['local', 'global'])
+@pytest.mark.parametrize('name', list(FAST))
+def test_timm_fast(name, context): check(name, context, FAST[name])
+
+def test_heads_modes():
+    "'heads' removes whole heads (head_dim kept); 'head_dim' keeps the heads, each narrower"
+    m = check('test_vit', 'local', 64, attention='heads')
+    a = m.blocks[0].attn
+    assert (a.num_heads, a.head_dim) == (1, 32)
+    m = check('test_vit', 'local', 64, attention='head_dim')
+    a = m.blocks[0].attn
+    assert (a.num_heads, a.head_dim) == (2, 16)
+
+def test_bad_attention_argument():
+    m, x = build('test_vit', 64)
+    with pytest.raises(ValueError, match='attention'): Pruner(m, 50, example_inputs=x, attention='rows')
+
+FAMILIES = Path(__file__).resolve().parents[1]/'bench'/'timm_families.json'
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get('FULL_ZOO'), reason='full timm zoo: set FULL_ZOO=1 (or run bench/timm_zoo.py)')
+@pytest.mark.parametrize('context', ['local', 'global'])
+@pytest.mark.parametrize('name', sorted(set(json.loads(FAMILIES.read_text()).values())) if FAMILIES.exists() else [])
+def test_timm_full(name, context):
+    m = timm.create_model(name, pretrained=False)
+    check(name, context, m.pretrained_cfg['input_size'][-1])
