@@ -9,8 +9,8 @@ import torch.nn as nn
 from .measure import count_layer_macs, eval_mode, call_model, as_plain
 
 # %% auto #0
-__all__ = ['TARGETS', 'check_target', 'LayerCost', 'layer_costs', 'layer_latency', 'Member', 'kept_share', 'channel_cost',
-           'removals_for_budget']
+__all__ = ['TARGETS', 'check_target', 'LayerCost', 'layer_costs', 'layer_latency', 'measure_latency', 'Member', 'kept_share',
+           'channel_cost', 'removals_for_budget']
 
 # %% ../../nbs/06b_core.budget.ipynb #44bc37a7
 TARGETS = ('channels', 'params', 'macs', 'latency')
@@ -82,7 +82,24 @@ def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed runs 
             res[m] = statistics.median(times)
     return res
 
-# %% ../../nbs/06b_core.budget.ipynb #73b65751
+# %% ../../nbs/06b_core.budget.ipynb #9d9afd28
+@torch.no_grad()
+def measure_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed runs first
+                    repeats:int=10, # Timed runs; the median is kept
+                   ) -> float:
+    "Median seconds of one forward pass of `model` on `example_inputs`, in eval mode"
+    x = as_plain(example_inputs)
+    cuda = next(model.parameters()).is_cuda
+    times = []
+    with eval_mode(model):
+        for i in range(warmup + repeats):
+            if cuda: torch.cuda.synchronize()
+            t = time.perf_counter(); call_model(model, x)
+            if cuda: torch.cuda.synchronize()
+            if i >= warmup: times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+# %% ../../nbs/06b_core.budget.ipynb #f78a8510
 class Member(NamedTuple):
     "One layer that a channel group reaches"
     layer: nn.Module # The layer
@@ -106,7 +123,7 @@ def kept_share(costs:dict, # `{layer: LayerCost}`
         total += v; kept += v * (fi * fo if c.bilinear else min(fi, fo))
     return kept / total if total else 1.
 
-# %% ../../nbs/06b_core.budget.ipynb #7c01bab8
+# %% ../../nbs/06b_core.budget.ipynb #fd5827b8
 def channel_cost(costs:dict, members:list, quantity:str) -> float:
     "What one channel of a group costs in `quantity`, before any prune"
     res = 0.
@@ -119,18 +136,20 @@ def removals_for_budget(costs:dict, groups:list, # Each group a list of `Member`
                         order:list, # Group index of each candidate channel, in the order they may go
                         keep:float, # Share (0–1) of `quantity` to keep
                         quantity:str, # 'params', 'macs' or 'latency'
+                        base:list|None=None, # Channels already gone from each group (earlier prunes)
                        ) -> list:
     "Channels to remove per group: the shortest prefix of `order` whose removal keeps at most `keep` of `quantity`"
     order = torch.as_tensor(order, dtype=torch.long)
     counts = lambda k: torch.bincount(order[:k], minlength=len(groups)).tolist()
-    lowest = kept_share(costs, groups, counts(len(order)), quantity)
+    share = lambda k: kept_share(costs, groups, [a + b for a, b in zip(counts(k), base or [0] * len(groups))], quantity)
+    lowest = share(len(order))
     if lowest > keep + 1e-9:
         raise ValueError(f"a budget of {100 * keep:.1f}% of the {quantity} kept cannot be met without emptying a layer: "
                          f"the smallest reachable is {100 * lowest:.1f}%")
-    lo, hi = 0, len(order)   # kept_share(lo) > keep >= kept_share(hi)
-    if kept_share(costs, groups, counts(0), quantity) <= keep: return counts(0)
+    lo, hi = 0, len(order)   # share(lo) > keep >= share(hi)
+    if share(0) <= keep: return counts(0)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if kept_share(costs, groups, counts(mid), quantity) <= keep: hi = mid
+        if share(mid) <= keep: hi = mid
         else: lo = mid
     return counts(hi)

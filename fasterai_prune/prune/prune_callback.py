@@ -42,7 +42,8 @@ class ScheduledPruning:
         return [self.pruner.graph.channels(root, fn) for root, fn, *_ in self.groups]
 
     def target(self, progress:float):
-        "Channels to keep at `progress`: per group (local) or in total (global)"
+        "Channels to keep at `progress`: per group (local) or in total (global); for a budget, its share kept to a tenth of a point"
+        if self.pruner.target != 'channels': return round(1 - progress * self.pruner.ratio / 100, 3)
         if self.pruner.context == 'global': return int(self.initial_channels * (1 - progress * self.pruner.ratio / 100))
         return tuple(int(n0 * (1 - progress * r)) for _, _, n0, r, _ in self.groups)
 
@@ -50,6 +51,7 @@ class ScheduledPruning:
         "True if the target at `progress` is new and asks for fewer channels than the model has"
         t = self.target(progress)
         if t == self.last_target: return False
+        if self.pruner.target != 'channels': return True
         cur = self.current()
         return sum(cur) > t if self.pruner.context == 'global' else any(c > k for c, k in zip(cur, t))
 

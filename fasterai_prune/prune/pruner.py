@@ -8,6 +8,7 @@ import copy, warnings
 from fastcore.basics import patch
 import torch
 import torch.nn as nn
+from ..core.budget import check_target
 from ..core.ratio import check_percent, resolve_layer_ratios, module_names
 from ..core.criteria import Criteria, large_final, check_criteria, calibrate as calibrate_criteria
 from ..core.schedule import Schedule, lin, check_schedule
@@ -63,6 +64,7 @@ class Pruner:
                  round_to:int|None=None, # Keep channel counts multiples of this
                  verbose:bool=True, # Print what is ignored and why
                  check_first_prune:bool=True, # Keep a copy during the first prune, check the result, restore it if broken
+                 target:str='channels', # What `pruning_ratio` counts: 'channels', 'params', 'macs' or 'latency' (measured here)
                  opt=None, # Optimizer holding the model's parameters, kept in step; default: the `Learner`'s own
                  attention:str='head_dim', # Attention layers: 'head_dim' narrows every head, 'heads' removes whole heads
                  **kwargs, # Passed to torch-pruning's `BasePruner` (e.g. `unwrapped_parameters`, `customized_pruners`)
@@ -72,6 +74,7 @@ class Pruner:
         if context not in _CONTEXTS: raise ValueError(f"`context` must be one of {_CONTEXTS}, got {context!r}")
         criteria, schedule = check_criteria(criteria), check_schedule(schedule, monotonic=True)
         _check_int(iterative_steps, 'iterative_steps')
+        check_target(target)
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
         if round_to is not None: _check_int(round_to, 'round_to')
@@ -130,6 +133,8 @@ class Pruner:
         except Exception as e:
             raise ValueError(f"torch-pruning could not trace {type(model).__name__}: {describe_trace_failure(e, model)}. "
                              "Pass the layers it cannot handle in `ignored_layers`, or register a customized pruner (`customized_pruners`)") from e
+        self.target = target
+        if target != 'channels': self.graph.set_budget(target, example_inputs)
         self.steps_done, self.progress, self.verified, self.failed = 0, 0., not check_first_prune, None
         self.initial = self._snapshot()
 
@@ -175,7 +180,7 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
     if self.criteria.reference == 'previous' and not self.layer_state: self._store_reference()
     backup = None if self.verified else copy.deepcopy(self.model)   # the first prune is checked, and undone if wrong
     try:
-        moved = self.graph.prune_to(self.progress)
+        moved = self.graph.prune_budget(self.progress)
         restore_attention_dims(self.model)
         problem = None if self.verified else self._check_pruned()
     except Exception as e: problem = f"{type(e).__name__}: {e}"

@@ -12,6 +12,9 @@ import torch_pruning as tp
 from fastcore.basics import patch
 from .importance import CriteriaImportance
 from .tracked import tracked_prune, chain_moves
+import warnings
+from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, channel_cost, removals_for_budget
+from .measure import count_ops
 from .trace import time_limit
 from .registry import default_custom_ops
 from .adapters import record_sizes, rederive_sizes
@@ -102,7 +105,7 @@ class DependencyPruner(tp.pruner.BasePruner):
 
     def target_keep(self, progress:float) -> dict:
         "Channels each group root should have at `progress`, before any global reallocation"
-        return {g.root: int(g.channels * (1 - progress * g.ratio)) for g in self.groups}
+        return {g.root: int(g.channels * (1 - share)) for g, share in zip(self.groups, self.local_shares(progress))}
 
 # %% ../../nbs/09c_tp.planner.ipynb #24437eeb
 @patch
@@ -120,7 +123,7 @@ def _global_plan(self:DependencyPruner, progress:float) -> tuple:
         finite = imp[torch.isfinite(imp)]
         scale = finite.abs().mean().clamp(min=1e-12) if len(finite) else torch.tensor(1.)
         recs.append((info.root, info.handler, info.channels, len(imp), imp / scale))
-    return self._allocate(recs, progress), targets
+    return (self._allocate if self.target == 'channels' else self._allocate_budget)(recs, progress), targets
 
 @patch
 def _allocate(self:DependencyPruner, recs:list, progress:float) -> list:
@@ -184,12 +187,132 @@ def prune_to(self:DependencyPruner, progress:float) -> list:
     try:
         sizes, heads = record_sizes(self.model), dict(self.num_heads)
         with time_limit(self.time_limits['pruning'], 'pruning'):
-            if self.global_ratio_mode: moved = self._prune_global(progress)
+            if self.global_ratio_mode: moved = (self._prune_global if self.target == 'channels' else self._prune_global_budget)(progress)
             else:
-                self.targets = {g.root: progress * g.ratio for g in self.groups}
+                self.targets = dict(zip([g.root for g in self.groups], self.local_shares(progress)))
                 moved = self._step_moves()
         rederive_sizes(sizes)
         self._sync_heads(heads)
         self.ops.after_prune(self.model)
         return moved
     finally: self.importance.cache = None
+
+# %% ../../nbs/09c_tp.planner.ipynb #cbc7ddc1
+DependencyPruner.target, DependencyPruner.keep_offset = 'channels', 0.
+
+@patch
+def set_budget(self:DependencyPruner, target:str, # One of `core.budget.TARGETS`
+               example_inputs, # Inputs the costs are measured on
+               latency_repeats:int=10, # Timed runs per layer for a 'latency' target
+              ):
+    "Make the ratio a share of `target`: measure what every layer costs now, and what each group reaches"
+    self.target = check_target(target)
+    if target == 'channels': return self
+    if any(g.ratio != self.ratio for g in self.groups): raise ValueError(f"a `{target}` budget takes one `pruning_ratio`, not per-layer ratios")
+    latency = layer_latency(self.model, example_inputs, repeats=latency_repeats) if target == 'latency' else None
+    self.costs, self.budget_inputs = layer_costs(self.model, example_inputs, latency), example_inputs
+    self.members = {g[0].dep.target.module: [Member(dep.target.module, 'out' if self.DG.is_out_channel_pruning_fn(dep.handler) else 'in',
+                                                    len(idxs) / max(len(g[0].idxs), 1)) for dep, idxs in g if dep.target.module in self.costs]
+                    for g in self._all_groups()}
+    self.total0 = self.measure_target()
+    lowest = self.lowest_share()
+    if 1 - self.ratio < lowest - 1e-9:
+        raise ValueError(f"a budget of {100 * (1 - self.ratio):.1f}% of the {target} kept cannot be met without emptying a layer: "
+                         f"the smallest reachable is {100 * lowest:.1f}%")
+    return self
+
+@patch
+def measure_target(self:DependencyPruner) -> float:
+    "The budget quantity of the model now: torch-pruning's count of MACs or parameters, or the measured latency"
+    if self.target == 'latency': return measure_latency(self.model, self.budget_inputs)
+    macs, params = count_ops(self.model, self.budget_inputs)
+    return float(macs if self.target == 'macs' else params)
+
+# %% ../../nbs/09c_tp.planner.ipynb #f544a4ea
+@patch
+def _group_members(self:DependencyPruner) -> list: return [self.members.get(g.root, []) for g in self.groups]
+
+@patch
+def _local_removed(self:DependencyPruner, share:float) -> list:
+    "Channels gone from each group at a local `share`, at least one kept"
+    return [min(g.channels - int(g.channels * (1 - share)), g.channels - 1) for g in self.groups]
+
+@patch
+def lowest_share(self:DependencyPruner) -> float:
+    "The smallest share of the target quantity a prune can keep without emptying a layer"
+    return kept_share(self.costs, self._group_members(), self._local_removed(1.), self.target)
+
+@patch
+def local_shares(self:DependencyPruner, progress:float) -> list:
+    "Fraction of its channels each group loses at `progress`: its own ratio, or one share that meets the budget"
+    if self.target == 'channels': return [progress * g.ratio for g in self.groups]
+    keep, members = max(1 - progress * self.ratio - self.keep_offset, 0.), self._group_members()
+    lo, hi = 0., 1.   # kept at lo > keep >= kept at hi
+    if kept_share(self.costs, members, self._local_removed(0.), self.target) <= keep: return [0.] * len(self.groups)
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if kept_share(self.costs, members, self._local_removed(mid), self.target) <= keep: hi = mid
+        else: lo = mid
+    return [hi] * len(self.groups)
+
+# %% ../../nbs/09c_tp.planner.ipynb #44f484cb
+@patch
+def _allocate_budget(self:DependencyPruner, recs:list, progress:float) -> list:
+    "`(root, fn, idxs)` to remove from the plain groups of `recs`, least important per unit of cost first, until the budget is met"
+    keep, q = max(1 - progress * self.ratio - self.keep_offset, 0.), self.target
+    plain = {r[0] for r in recs}
+    rest = [g for g in self.groups if g.root not in plain]
+    groups = [self.members.get(r[0], []) for r in recs] + [self.members.get(g.root, []) for g in rest]
+    base = [n0 - n for _, _, n0, n, _ in recs] + [g.channels - (self.channels(g.root, g.handler) or g.channels) for g in rest]
+    cost = torch.tensor([channel_cost(self.costs, m, q) for m in groups[:len(recs)]]).clamp(min=1e-12)
+    cost = cost / cost.mean()
+    cands, owners = [], []
+    for i, (root, fn, n0, n, imp) in enumerate(recs):
+        k = min(max(n - max(self.min_channels, self.round_to or 1), 0), int(torch.isfinite(imp).sum()))
+        if k: cands.append(imp.sort().values[:k] / cost[i]); owners.append(torch.full((k,), i))
+    if not cands: return []
+    order = torch.cat(owners)[torch.cat(cands).argsort(stable=True)].tolist()
+    counts = removals_for_budget(self.costs, groups, order, keep, q, base)
+    plan = []
+    for (root, fn, n0, n, imp), c in zip(recs, counts):
+        kept = n - c
+        if self.round_to: kept -= kept % self.round_to
+        if n - kept > 0: plan.append((root, fn, sorted(torch.argsort(imp)[:n - kept].tolist())))
+    return plan
+
+@patch
+def _prune_global_budget(self:DependencyPruner, progress:float) -> list:
+    "The channel-grouped groups at the local share of the budget, then the plain groups by importance per unit of cost"
+    moved, grouped = [], [g for g in self.groups if g.grouped]
+    if grouped:
+        share = self.local_shares(progress)[0]
+        self.targets = {g.root: share for g in grouped}
+        plain_roots = [g.root for g in self.groups if not g.grouped]
+        self.ignored_layers = self.ignored_layers + plain_roots
+        try: moved = self._step_moves()
+        finally: self.ignored_layers = self.ignored_layers[:len(self.ignored_layers) - len(plain_roots)]
+    plan, _ = self._global_plan(progress)
+    return chain_moves(moved, tracked_prune(self.model, (self.DG.get_pruning_group(root, fn, idxs) for root, fn, idxs in plan)))
+
+# %% ../../nbs/09c_tp.planner.ipynb #10da8365
+@patch
+def prune_budget(self:DependencyPruner, progress:float) -> list:
+    "`prune_to(progress)`, then, for a MACs or parameter budget, prune more while over it by more than half a point"
+    moved = self.prune_to(progress)
+    if self.target in ('channels', 'latency'): return moved
+    goal, slope, last = 1 - progress * self.ratio, 1., (0., self.measure_target() / self.total0)   # (offset, share kept)
+    try:
+        for _ in range(6):   # secant steps on the planning offset: the measure counts ops the plan does not model
+            if last[1] - goal <= 0.005: break
+            self.keep_offset = last[0] + (last[1] - goal) * slope
+            moved = chain_moves(moved, self.prune_to(progress))
+            now = self.measure_target() / self.total0
+            if last[1] - now > 1e-6: slope = min(max((self.keep_offset - last[0]) / (last[1] - now), 1.), 4.)
+            last = (self.keep_offset, now)
+    except ValueError: pass   # nothing more can go without emptying a layer
+    finally: self.keep_offset = 0.
+    kept = self.measure_target() / self.total0
+    if kept - (1 - progress * self.ratio) > 0.01:
+        warnings.warn(f"the {self.target} budget was not met: {100 * kept:.1f}% kept where {100 * (1 - progress * self.ratio):.1f}% "
+                      "was asked; the layers left are those torch-pruning keeps whole (see `groups`)")
+    return moved

@@ -1,0 +1,49 @@
+"Budgets: `target='macs'` / `'params'` land within one point of the asked share, measured by torch-pruning's counter."
+import pytest, torch
+import torch.nn as nn
+import torch_pruning as tp
+from torchvision.models import resnet18, resnet50
+from torchvision.models.vision_transformer import VisionTransformer
+from fasterai_prune.prune.pruner import Pruner
+
+def small_vit(): return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10)
+
+MODELS = {'resnet18': (resnet18, (1, 3, 64, 64)), 'resnet50': (resnet50, (1, 3, 64, 64)), 'vit': (small_vit, (1, 3, 32, 32))}
+
+def measured(model, x, target):
+    macs, params = tp.utils.count_ops_and_params(model, x)
+    return macs if target == 'macs' else params
+
+@pytest.mark.parametrize('target', ['macs', 'params'])
+@pytest.mark.parametrize('name', list(MODELS))
+@pytest.mark.parametrize('context', ['global', 'local'])
+def test_budget_lands_within_a_point(name, target, context):
+    make, shape = MODELS[name]
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    for ratio in (30, 50, 70):
+        model = make().eval()
+        before = measured(model, x, target)
+        Pruner(model, ratio, context, target=target, example_inputs=x, verbose=False).prune_model()
+        kept = 100 * measured(model, x, target) / before
+        assert abs(kept - (100 - ratio)) <= 1, f"{name} {context} {target} {ratio}%: {kept:.2f}% kept, {100 - ratio}% asked"
+        assert model(x).shape == make()(x).shape
+
+def test_budget_errors_leave_the_model_unchanged():
+    model = resnet18()
+    x = torch.randn(1, 3, 64, 64)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"`target` must be one of \('channels', 'params', 'macs', 'latency'\), got 'flops'"):
+        Pruner(model, 50, target='flops', example_inputs=x, verbose=False)
+    with pytest.raises(ValueError, match=r"cannot be met without emptying a layer: the smallest reachable is \d+\.\d%"):
+        Pruner(model, 99.99, 'global', target='macs', example_inputs=x, verbose=False)
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in state.items()}
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+def test_latency_target_reports_measured_figure():
+    model = resnet18()
+    x = torch.randn(1, 3, 64, 64)
+    p = Pruner(model, 50, 'global', target='latency', example_inputs=x, verbose=False)
+    p.prune_model()
+    assert p.graph.total0 > 0
+    assert model(x).shape == (1, 1000)
