@@ -83,9 +83,10 @@ def test_teacher_learner_trained_with_fine_tune():
     teacher = Learner(digits_dls(), digits_cnn(8), loss_func=nn.CrossEntropyLoss(), splitter=body_head)
     teacher.fine_tune(1, freeze_epochs=1)
     state = {k: v.clone() for k, v in teacher.model.state_dict().items()}
-    student = Learner(digits_dls(), digits_cnn(8), loss_func=nn.CrossEntropyLoss(), splitter=body_head)
+    student = Learner(digits_dls(), digits_cnn(4), loss_func=nn.CrossEntropyLoss(), splitter=body_head)
     kd = KnowledgeDistillationCallback(teacher, features={'1': '1'})
     student.fine_tune(1, freeze_epochs=1, cbs=kd)
+    assert kd.distiller.projections[0].linear.weight.shape == (8, 4)
     assert [k for k in state if not torch.equal(teacher.model.state_dict()[k], state[k])] == []
     assert in_optimizer(student.opt, kd.distiller.parameters()) == [False]
 
@@ -139,8 +140,8 @@ def test_lr_rewinding_replays_the_schedule():
     Pruner(learn.model, 50, verbose=False).prune_model()
     learn.opt = None   # parameters replaced by the prune: a new optimizer
     fit_rewound(learn, rec.schedule, rewind_epoch=1)
-    assert torch.allclose(torch.tensor(learn.recorder.hps['lr']), torch.tensor(lrs[n:]), atol=1e-12, rtol=0)
-    assert torch.allclose(torch.tensor(learn.recorder.hps['mom']), torch.tensor(moms[n:]), atol=1e-12, rtol=0)
+    assert torch.allclose(torch.tensor(learn.recorder.hps['lr'], dtype=torch.float64), torch.tensor(lrs[n:], dtype=torch.float64), atol=1e-12, rtol=0)
+    assert torch.allclose(torch.tensor(learn.recorder.hps['mom'], dtype=torch.float64), torch.tensor(moms[n:], dtype=torch.float64), atol=1e-12, rtol=0)
     hand = one_cycle_schedule(3, 1e-2).values('lr', [i / (3 * n) for i in range(3 * n)])
-    assert torch.allclose(torch.tensor(hand), torch.tensor(lrs), atol=1e-12, rtol=0)
+    assert torch.allclose(torch.tensor(hand, dtype=torch.float64), torch.tensor(lrs, dtype=torch.float64), atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match='`rewind_epoch`'): fit_rewound(learn, rec.schedule, rewind_epoch=3)
