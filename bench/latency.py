@@ -148,7 +148,7 @@ def main():
             if k in ('dense', 'pruned'): variants[k + '+fold+cl'] = (channels_last(variants[k + '+fold'][0]), x.contiguous(memory_format=torch.channels_last))
         runners = {k: torch_runner(m, xx) for k, (m, xx) in variants.items()}
         if have_ort:
-            for k in [k for k in models if k != 'pruned r8']:
+            for k in models:
                 try: runners[k + ' ort'] = ort_runner(variants[k + '+fold'][0], x, tmp/f'{name}_{k.replace(".", "")}.onnx', args.threads)
                 except Exception as e: print(f"onnx export of {k} failed: {type(e).__name__}: {str(e)[:150]}")
         med, cpu, span = time_rounds(runners, args.rounds)
