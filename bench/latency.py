@@ -114,6 +114,56 @@ def conv_profile(m, x) -> list:
         rows.append((n, nout * c.weight[0].numel(), statistics.median(ts), tuple(c.weight.shape)))
     return rows
 
+def kind_of(m:nn.Module) -> str:
+    "'conv/linear' (MACs fall with in × out channels), 'depthwise conv' or 'other module' (time falls with channels)"
+    if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels: return 'depthwise conv'
+    if isinstance(m, (nn.Conv2d, nn.Linear)): return 'conv/linear'
+    return 'other module'
+
+def cpu_median(f, n:int=5) -> float:
+    f(); ts = []
+    for _ in range(n): t = time.process_time(); f(); ts.append(time.process_time() - t)
+    return statistics.median(ts)
+
+@torch.inference_mode()
+def time_by_kind(m:nn.Module, x:torch.Tensor) -> dict:
+    "CPU seconds per call of each kind of leaf module (each timed alone on its real input, median of 3), and the rest"
+    res = {'conv/linear': 0., 'depthwise conv': 0., 'other module': 0.}
+    def hook(mod, inp, out): res[kind_of(mod)] += cpu_median(lambda: mod.forward(*inp), 3)
+    hs = [mod.register_forward_hook(hook) for mod in m.modules() if not list(mod.children())]
+    try: m(x)
+    finally:
+        for h in hs: h.remove()
+    total = cpu_median(lambda: m(x))
+    res['functional ops (add, mul, permute...)'] = max(total - sum(res.values()), 0.); res['total'] = total
+    return res
+
+def amdahl(dense:nn.Module, pruned:nn.Module, x:torch.Tensor, x1:torch.Tensor, ratio:float):
+    "Where the time goes in the dense and the pruned model, and the speedup each kind of work gets"
+    td, tp_ = time_by_kind(dense, x), time_by_kind(pruned, x)
+    md, mp = count_macs(dense, x1)[0], count_macs(pruned, x1)[0]
+    print(f"\nwhere the time goes (folded models, CPU ms per call, leaf modules timed alone; channel ratio {ratio:.1f}% "
+          f"so activations shrink {1 / (1 - ratio / 100):.2f}×, MACs {md / mp:.2f}×)")
+    print("| kind | dense ms | share | pruned ms | speedup |\n|---|---:|---:|---:|---:|")
+    for k in td: print(f"| {k} | {1e3 * td[k]:.1f} | {100 * td[k] / td['total']:.0f}% | {1e3 * tp_[k]:.1f} | {td[k] / max(tp_[k], 1e-9):.2f}× |")
+
+def channel_sweep(threads:int, batch:int):
+    "CPU ms of single convs at channel counts around multiples of 8 and 16: is an odd width slower per MAC?"
+    print(f"\n## single convs, batch {batch}, {threads} threads: CPU ms per call (median of 9) and ns per MAC")
+    print("| conv | input | channels | CPU ms | ns/kMAC |\n|---|---|---:|---:|---:|")
+    cases = [('depthwise 3×3', lambda c: nn.Conv2d(c, c, 3, padding=1, groups=c), 56),
+             ('depthwise 7×7', lambda c: nn.Conv2d(c, c, 7, padding=3, groups=c), 28),
+             ('1×1', lambda c: nn.Conv2d(c, c, 1), 28), ('3×3', lambda c: nn.Conv2d(c, c, 3, padding=1), 28)]
+    for name, mk, hw in cases:
+        for c in (96, 88, 90, 91, 64, 45, 48):
+            conv = mk(c).eval(); x = torch.randn(batch, c, hw, hw)
+            ts = []
+            with torch.inference_mode():
+                conv(x); conv(x)
+                for _ in range(9): t = time.process_time(); conv(x); ts.append(time.process_time() - t)
+            macs = x.numel() * conv.weight[0].numel()
+            print(f"| {name} | {hw}×{hw} | {c} | {1e3 * statistics.median(ts):.2f} | {1e12 * statistics.median(ts) / macs:.2f} |", flush=True)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--models', nargs='+', default=['resnet18', 'resnet50', 'mobilenet_v3_large', 'convnext_tiny'])
@@ -121,8 +171,10 @@ def main():
     ap.add_argument('--batch', type=int, default=8); ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--size', type=int, default=224); ap.add_argument('--no-ort', action='store_true')
     ap.add_argument('--no-041', action='store_true'); ap.add_argument('--profile', action='store_true')
+    ap.add_argument('--channel-sweep', action='store_true', help='only time single convs at odd and round channel counts')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.channel_sweep: return channel_sweep(args.threads, args.batch)
     have_041 = not args.no_041 and Path(ANCHORS, 'fasterai').exists()
     have_ort = not args.no_ort
     if have_ort:
@@ -165,7 +217,8 @@ def main():
             print(f"| {k} | {mk / 1e9:.3f} | {ms:.2f}× | {1e3 * med[k]:.1f} ({1e3 * span[k][0]:.0f}–{1e3 * span[k][1]:.0f}) | {ls:.2f}× | {ls / ms:.2f} "
                   f"| {1e3 * cpu[k]:.1f} | {cs:.2f}× | {cs / ms:.2f} |")
             summary.append((name, k, ms, ls, cs))
-        if args.profile:
+        if args.profile: amdahl(variants['dense+fold'][0], variants['pruned+fold'][0], x, x1, ratio)
+        if args.profile and False:
             pd, pp = profile_ops(variants['dense+fold'][0], x), profile_ops(variants['pruned+fold'][0], x)
             print(f"\nprofile (self CPU ms per call, folded models): op | dense | pruned | speedup")
             for k in sorted(pd, key=lambda k: -pd[k])[:8]:
