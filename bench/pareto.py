@@ -1,0 +1,168 @@
+"""Accuracy against MACs kept: fasterai_prune's PruneCallback vs fasterai 0.4.1, agp global, on digits and mnist1d.
+
+Run: python bench/pareto.py [--tasks digits mnist1d] [--epochs 4] [--seeds 0 1 2] [--quick]
+Neither library has a MACs target yet (issue 12's `target='macs'`), so each is run at a sweep of channel ratios, the
+MACs kept by every run are measured (torch-pruning's counter, one input), and each seed's accuracy is interpolated
+linearly in log(MACs kept) at the budgets 50, 25, 10 and 5% of the dense MACs; the table gives the mean over seeds
+[and the min]. Both libraries run in this process, with the same model, data, seed, optimizer and epochs
+(Adam, fit_one_cycle). Plots: docs/pareto_<task>.png. `--quick`: one seed, four ratios, digits only.
+Tasks:
+  digits   sklearn digits 16×16, `fasterai_prune.data.digits_cnn(32)`, 4 epochs
+  mnist1d  the mnist1d data set (4000/1000 signals of length 40, generated locally with `make_dataset`, cached in
+           tmp/mnist1d.npz), a 6-layer 1-D CNN (`mnist1d_cnn(8)`, defined here, 6 epochs) that reaches about 95% dense
+fasterai 0.4.1 is imported from /work/.anchors (pip install --no-deps --target /work/.anchors fasterai==0.4.1).
+Anchor (issue 12): at every budget, our mean accuracy >= fasterai 0.4.1's.
+"""
+import argparse, contextlib, io, math, sys, time, warnings
+from pathlib import Path
+import numpy as np
+import os
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # a shared CPU: no spinning at OpenMP barriers
+import torch, torch.nn as nn
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.learner import Learner
+from fastai.optimizer import Adam
+from fastai.metrics import accuracy
+from fastai.callback.progress import ProgressCallback
+import fastai.callback.schedule  # noqa: F401
+from fastai.torch_core import set_seed
+from fasterai_prune.data import digits_dls, digits_cnn, DigitsDataset
+from fasterai_prune.core.measure import count_macs
+
+warnings.filterwarnings('ignore')
+ANCHORS = '/work/.anchors'
+if ANCHORS not in sys.path: sys.path.append(ANCHORS)
+BUDGETS = (50, 25, 10, 5)
+ROOT = Path(__file__).resolve().parent.parent
+
+def mnist1d_arrays(cache:Path=ROOT/'tmp'/'mnist1d.npz'):
+    "The default mnist1d data set (generated locally, no download), cached as .npz"
+    if not cache.exists():
+        from mnist1d.data import make_dataset, get_dataset_args
+        d = make_dataset(get_dataset_args()); cache.parent.mkdir(exist_ok=True)
+        np.savez(cache, x=d['x'], y=d['y'], x_test=d['x_test'], y_test=d['y_test'])
+    return np.load(cache)
+
+def mnist1d_dls(bs:int=100, seed:int=0) -> DataLoaders:
+    "fastai DataLoaders over mnist1d: 4000 training and 1000 test signals of 1×40"
+    d = mnist1d_arrays()
+    ds = lambda x, y: DigitsDataset(torch.tensor(x, dtype=torch.float32).unsqueeze(1), torch.tensor(y).long())
+    return DataLoaders(DataLoader(ds(d['x'], d['y']), bs=bs, shuffle=True, drop_last=True, seed=seed),
+                       DataLoader(ds(d['x_test'], d['y_test']), bs=500), device='cpu')
+
+def cbr1d(ni:int, nf:int, k:int=3, stride:int=1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(ni, nf, k, stride, k // 2, bias=False), nn.BatchNorm1d(nf), nn.ReLU())
+
+def mnist1d_cnn(width:int=32) -> nn.Sequential:
+    "A 6-layer 1-D CNN for mnist1d"
+    w = width
+    return nn.Sequential(cbr1d(1, w, 5), cbr1d(w, w), cbr1d(w, 2 * w, 3, 2), cbr1d(2 * w, 2 * w), cbr1d(2 * w, 4 * w, 3, 2),
+                         cbr1d(4 * w, 4 * w), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4 * w, 10))
+
+TASKS = {  # data, model, example input, epochs, lr, ratio sweeps (ours, fasterai 0.4.1) chosen to span 60%..3% MACs kept
+    'digits': dict(dls=lambda seed: digits_dls(seed=seed, device='cpu'), model=lambda: digits_cnn(32), x1=(1, 1, 16, 16),
+                   epochs=4, lr=1e-2, ours=[20, 35, 50, 65, 78, 86, 91], old=[15, 30, 45, 60, 72, 82, 89]),
+    'mnist1d': dict(dls=lambda seed: mnist1d_dls(seed=seed), model=lambda: mnist1d_cnn(8), x1=(1, 1, 40),
+                    epochs=6, lr=1e-2, ours=[20, 35, 50, 65, 78, 86, 91], old=[15, 30, 45, 60, 72, 82, 89]),
+}
+
+def callback(lib:str, ratio:float, x1:tuple):
+    if lib == 'ours':
+        from fasterai_prune.prune.prune_callback import PruneCallback
+        from fasterai_prune.core.schedule import agp
+        from fasterai_prune.core.criteria import large_final
+        return PruneCallback(ratio, agp, 'global', large_final)
+    from fasterai.prune.prune_callback import PruneCallback
+    from fasterai.core.schedule import agp
+    from fasterai.core.criteria import large_final
+    return PruneCallback(ratio / 100, agp, 'global', large_final, example_inputs=torch.randn(*x1))
+
+def run(task:str, lib:str, ratio:float, seed:int, epochs:int) -> dict:
+    "Train with pruning (or dense when ratio is 0); accuracy and share of MACs kept"
+    t = TASKS[task]
+    set_seed(seed, reproducible=True)
+    dls, model = t['dls'](seed), t['model']()
+    x1 = torch.randn(*t['x1'])
+    macs0 = count_macs(model.eval(), x1)[0]
+    learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), metrics=accuracy, opt_func=Adam)
+    learn.remove_cb(ProgressCallback); learn.logger = lambda *a, **k: None
+    cbs = [callback(lib, ratio, t['x1'])] if ratio else []
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()): learn.fit_one_cycle(epochs, t['lr'], cbs=cbs)
+    return dict(acc=float(learn.validate()[1]), macs=100 * count_macs(learn.model.eval(), x1)[0] / macs0, s=time.perf_counter() - start)
+
+def interp(runs:list, budget:float) -> float:
+    "Accuracy at `budget`% MACs kept, linear in log(MACs kept) between the runs around it; nan outside the sweep"
+    pts = sorted((math.log(r['macs']), r['acc']) for r in runs)
+    lb = math.log(budget)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= lb <= x1: return y0 if x1 == x0 else y0 + (y1 - y0) * (lb - x0) / (x1 - x0)
+    return float('nan')
+
+def sweep(task:str, lib:str, ratios:list, seeds:list, epochs:int) -> dict:
+    "`{seed: [run, ...]}` over the ratios"
+    res = {}
+    for s in seeds:
+        res[s] = []
+        for r in ratios:
+            res[s].append(dict(ratio=r, **run(task, lib, r, s, epochs)))
+            x = res[s][-1]; print(f"  {lib:<6} seed {s} ratio {r:>4g}%: MACs kept {x['macs']:6.2f}%  accuracy {x['acc']:.4f}  ({x['s']:.0f} s)", flush=True)
+    return res
+
+def plot(task:str, results:dict, dense:float, path:Path):
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for lib, label in (('ours', 'fasterai_prune'), ('old', 'fasterai 0.4.1')):
+        if lib not in results: continue
+        runs = [r for rs in results[lib].values() for r in rs]
+        ax.scatter([r['macs'] for r in runs], [r['acc'] for r in runs], s=10, alpha=0.4)
+        ys = [np.nanmean([interp(rs, b) for rs in results[lib].values()]) for b in BUDGETS]
+        ax.plot(BUDGETS, ys, 'o-', label=f"{label} (mean over seeds, interpolated)")
+    ax.axhline(dense, ls='--', c='gray', label=f'dense {dense:.3f}')
+    ax.set_xscale('log'); ax.set_xlabel('MACs kept (%)'); ax.set_ylabel('accuracy'); ax.invert_xaxis()
+    ax.set_title(f"{task}: PruneCallback agp global, {len(next(iter(results.values())))} seeds"); ax.legend(fontsize=8)
+    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); ap.add_argument('--epochs', type=int, default=None)
+    ap.add_argument('--quick', action='store_true'); ap.add_argument('--no-plot', action='store_true')
+    ap.add_argument('--threads', type=int, default=1, help='torch threads (1: least hurt by a shared, oversubscribed CPU)')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quick: args.seeds, args.tasks = args.seeds[:1], ['digits']
+    try:
+        import fasterai  # noqa: F401
+        libs = ['ours', 'old']
+    except ImportError:
+        print('fasterai 0.4.1 is not installed (pip install --no-deps --target /work/.anchors fasterai==0.4.1): only ours'); libs = ['ours']
+    tables = []
+    for task in args.tasks:
+        t = TASKS[task]; epochs = args.epochs or t['epochs']
+        print(f"\n## {task}: {epochs} epochs, seeds {args.seeds}, {torch.get_num_threads()} threads", flush=True)
+        dense = [run(task, 'ours', 0, s, epochs)['acc'] for s in args.seeds]
+        print(f"  dense accuracy: {np.mean(dense):.4f} ({' '.join(f'{a:.4f}' for a in dense)})", flush=True)
+        results = {}
+        for lib in libs:
+            ratios = t[lib]
+            if args.quick: ratios = ratios[1::2]
+            results[lib] = sweep(task, lib, ratios, args.seeds, epochs)
+        lines = [f"\n### {task} ({epochs} epochs, seeds {args.seeds}; dense {np.mean(dense):.4f}): accuracy at MACs kept, mean [min] over seeds",
+                 "| MACs kept | fasterai_prune | fasterai 0.4.1 | difference |", "|---:|---:|---:|---:|"]
+        for b in BUDGETS:
+            cell = {}
+            for lib in libs:
+                v = [interp(rs, b) for rs in results[lib].values()]
+                cell[lib] = (np.mean(v), np.min(v)) if not any(math.isnan(x) for x in v) else (float('nan'), float('nan'))
+            fmt = lambda lib: f"{cell[lib][0]:.4f} [{cell[lib][1]:.4f}]" if lib in cell and not math.isnan(cell[lib][0]) else 'out of sweep'
+            diff = f"{cell['ours'][0] - cell['old'][0]:+.4f}" if 'old' in cell and not math.isnan(cell['ours'][0] - cell['old'][0]) else '-'
+            lines.append(f"| {b}% | {fmt('ours')} | {fmt('old')} | {diff} |")
+        print('\n'.join(lines), flush=True); tables += lines
+        if not args.no_plot:
+            path = ROOT/'docs'/f'pareto_{task}.png'; plot(task, results, float(np.mean(dense)), path); print(f"plot: {path}")
+    print('\n'.join(tables))
+    print("anchor: at every budget, fasterai_prune's mean accuracy >= fasterai 0.4.1's")
+
+if __name__ == '__main__': main()
