@@ -14,11 +14,13 @@ from pathlib import Path
 
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
+from mkdocs.structure.toc import get_toc
 
 from site_pages import (ROOT, TOP_LEVEL, doc_pages, for_site, module_notebooks, notebook_title, public_modules,
                         repo_to_site, tutorials)
 
 BUILD = ROOT/'_build'/'site_src'
+_HEADING = re.compile(r'<h([1-6]) id="([^"]+)"([^>]*)>(.*?)</h\1>', re.S)
 _LINK = re.compile(r'(?<!!)\[([^\]]*)\]\(([^)\s]+)\)')
 
 
@@ -46,7 +48,7 @@ def _nav():
     nav = [{'Home': 'index.md'},
            {'Tutorials': [{notebook_title(p): f'tutorials/{p.name}'} for p in tutorials()]},
            {'API': [{(l if l != TOP_LEVEL else 'other modules'): pages} for l, pages in layers.items()]},
-           {'Source notebooks': [{f'{p.stem}: {notebook_title(p)}': f'notebooks/{p.name}'} for p in module_notebooks()]}]
+           {'Source notebooks': [{p.stem: f'notebooks/{p.name}'} for p in module_notebooks()]}]
     docs = [{_md_title(p): p.name} for p in doc_pages()]
     if docs: nav.append({'Benchmarks': docs})
     return nav
@@ -93,3 +95,25 @@ def on_page_markdown(markdown, page, config, files, **kwargs):
         rel = posixpath.relpath(site, posixpath.dirname(page.file.src_uri) or '.')
         return f"[{text}]({rel}{'#' + frag if frag else ''})"
     return _LINK.sub(fix, markdown)
+
+
+def on_page_content(html, page, config, files, **kwargs):
+    "Notebook pages: unique heading ids, and a table of contents made from them (mkdocs-jupyter's slugs can differ)"
+    if not page.file.src_uri.endswith('.ipynb'): return html
+    seen, tokens = {}, []
+    def unique(m):
+        level, hid, attrs, inner = m.groups()
+        n = seen.get(hid, 0); seen[hid] = n + 1
+        new = hid if n == 0 else f'{hid}_{n}'
+        inner = inner.replace(f'href="#{hid}"', f'href="#{new}"')
+        name = re.sub(r'<[^>]+>', '', inner.replace('\u00b6', '')).strip()
+        tokens.append({'level': int(level), 'id': new, 'name': name, 'children': []})
+        return f'<h{level} id="{new}"{attrs}>{inner}</h{level}>'
+    html = _HEADING.sub(unique, html)
+    roots, stack = [], []
+    for t in tokens:
+        while stack and stack[-1]['level'] >= t['level']: stack.pop()
+        (stack[-1]['children'] if stack else roots).append(t)
+        stack.append(t)
+    page.toc = get_toc(roots)
+    return html
