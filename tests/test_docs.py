@@ -2,7 +2,6 @@
 import os, sys
 from pathlib import Path
 import pytest
-from fastcore.test import test_eq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent/'tools'))
 from site_pages import ROOT, public_modules
@@ -20,4 +19,4 @@ pytestmark = [pytest.mark.docs, pytest.mark.skipif(os.environ.get('DOCS_SITE') !
 def _page(m) -> str: return (SITE/m.page.removesuffix('.md')/'index.html').read_text(encoding='utf-8') if (SITE/m.page.removesuffix('.md')/'index.html').exists() else ''
 
 def test_every_public_name_is_on_the_site():
-    test_eq([f'{m.name}.{n}' for m in public_modules() for n in m.names if f'id="{m.name}.{n}"' not in _page(m)], [])
+    assert [f'{m.name}.{n}' for m in public_modules() for n in m.names if f'id="{m.name}.{n}"' not in _page(m)] == []
