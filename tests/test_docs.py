@@ -19,4 +19,4 @@ pytestmark = [pytest.mark.docs, pytest.mark.skipif(os.environ.get('DOCS_SITE') !
 def _page(m) -> str: return (SITE/m.page.removesuffix('.md')/'index.html').read_text(encoding='utf-8') if (SITE/m.page.removesuffix('.md')/'index.html').exists() else ''
 
 def test_every_public_name_is_on_the_site():
-    assert [f'{m.name}.{n}' for m in public_modules() for n in m.names if f'id="{m.name}.{n}"' not in _page(m)] == []
+    assert not (missing := [f'{m.name}.{n}' for m in public_modules() for n in m.names if f'id="{m.name}.{n}"' not in _page(m)]), f'not on the site: {missing}'
