@@ -36,7 +36,8 @@ def read_all(path:Path) -> list[str]|None:
     for node in ast.parse(path.read_text(encoding='utf-8')).body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
         if any(isinstance(t, ast.Name) and t.id == '__all__' for t in targets) and node.value is not None:
-            value = list(ast.literal_eval(node.value))
+            try: value = list(ast.literal_eval(node.value))
+            except ValueError: return None  # computed (a re-export module): its names are documented where they are defined
             names = (names or []) + value if isinstance(node, ast.AugAssign) else value
     return names
 
