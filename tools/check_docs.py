@@ -55,7 +55,7 @@ def check_page(page, base:str, rel:str, api_ids:dict[str, list[str]]) -> list[st
     "Open one page and return what is wrong with it"
     problems, url = [], base + rel
     errors = []
-    page.on('console', lambda m: errors.append(f'console {m.type}: {m.text}') if m.type == 'error' else None)
+    page.on('console', lambda m: errors.append(f"console error: {m.text} ({m.location.get('url', '?')})") if m.type == 'error' else None)
     page.on('pageerror', lambda e: errors.append(f'uncaught exception: {e}'))
     page.on('requestfailed', lambda r: errors.append(f'request failed: {r.url} ({r.failure})'))
     resp = page.goto(url, wait_until='load')
