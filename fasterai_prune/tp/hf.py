@@ -27,13 +27,14 @@ class Adapter:
     def fixed(self, model) -> list: return []            # modules whose channels must be kept
     def after_prune(self, model) -> None: pass           # re-derive attributes/config sizes from the pruned weights
 
-# %% ../../nbs/09z_tp.hf.ipynb #59d21277
+# %% ../../nbs/09z_tp.hf.ipynb #3d1b05fc
 def transformers_module():
     "The `transformers` package, imported on first use; None when it is not installed"
     try: return importlib.import_module('transformers')
     except ImportError: return None
 
-def is_hf_model(model:nn.Module) -> bool:
+def is_hf_model(model:nn.Module, # Any model
+               ) -> bool:
     "True for a Hugging Face `PreTrainedModel` (False when transformers is not installed)"
     T = transformers_module()
     return T is not None and isinstance(model, T.PreTrainedModel)
@@ -42,13 +43,19 @@ def conv1d_type() -> type|None:
     "transformers' `Conv1D` (GPT-2's linear layer, weight stored `[in, out]`), or None"
     return importlib.import_module('transformers.pytorch_utils').Conv1D if transformers_module() else None
 
-# %% ../../nbs/09z_tp.hf.ipynb #8232d78f
-def _keep(n:int, idxs) -> torch.Tensor:
+# %% ../../nbs/09z_tp.hf.ipynb #6dd7ec68
+def _keep(n:int, # Channels before
+          idxs, # Channels removed
+         ) -> torch.Tensor:
     "Indices of `range(n)` not in `idxs`"
     drop = set(int(i) for i in idxs)
     return torch.tensor([i for i in range(n) if i not in drop], dtype=torch.long)
 
-def _slice_param(module:nn.Module, name:str, keep:torch.Tensor, dim:int):
+def _slice_param(module:nn.Module, # Owner of the parameter
+                 name:str, # Parameter name
+                 keep:torch.Tensor, # Indices kept
+                 dim:int, # Dim they index
+                ):
     "Replace parameter `name` of `module` by its slice at `keep` along `dim`"
     p = getattr(module, name, None)
     if p is None: return
@@ -56,12 +63,16 @@ def _slice_param(module:nn.Module, name:str, keep:torch.Tensor, dim:int):
 
 class Conv1DPruner(tp.pruner.function.BasePruningFunc):
     "torch-pruning pruner of transformers' `Conv1D`: a linear layer whose weight is `[in, out]`"
-    def prune_out_channels(self, layer:nn.Module, idxs:list) -> nn.Module:
+    def prune_out_channels(self, layer:nn.Module, # A `Conv1D`
+                           idxs:list, # Output channels to remove
+                          ) -> nn.Module:
         keep = _keep(layer.weight.shape[1], idxs)
         _slice_param(layer, 'weight', keep, 1); _slice_param(layer, 'bias', keep, 0)
         layer.nf = len(keep)
         return layer
-    def prune_in_channels(self, layer:nn.Module, idxs:list) -> nn.Module:
+    def prune_in_channels(self, layer:nn.Module, # A `Conv1D`
+                          idxs:list, # Input channels to remove
+                         ) -> nn.Module:
         keep = _keep(layer.weight.shape[0], idxs)
         _slice_param(layer, 'weight', keep, 0)
         layer.nx = len(keep)
@@ -71,7 +82,7 @@ class Conv1DPruner(tp.pruner.function.BasePruningFunc):
 
 CONV1D_GRANULARITIES = {'weight': (), 'filter': (0,), 'row': (0,), 'shared_kernel': (1,), 'column': (1,), 'layer': (0, 1)}
 
-# %% ../../nbs/09z_tp.hf.ipynb #b0fe8a88
+# %% ../../nbs/09z_tp.hf.ipynb #2550f8cb
 class HFAttention(NamedTuple):
     "The projections of one Hugging Face attention block"
     module: nn.Module # Module holding the q/k/v projections and the head attributes
@@ -84,7 +95,8 @@ class HFAttention(NamedTuple):
 
 def _uses_rope(model:nn.Module) -> bool: return any('Rotary' in type(m).__name__ for m in model.modules())
 
-def hf_attentions(model:nn.Module) -> list:
+def hf_attentions(model:nn.Module, # A Hugging Face model
+                 ) -> list:
     "Every self-attention block of a Hugging Face model, as `HFAttention`"
     res, rope = [], _uses_rope(model)
     for m in model.modules():
@@ -144,7 +156,7 @@ def tie_attention(attentions:list, # `HFAttention`s whose core torch-pruning mus
             for h in hooks: h.remove()
     return fwd
 
-# %% ../../nbs/09z_tp.hf.ipynb #ae0c509d
+# %% ../../nbs/09z_tp.hf.ipynb #fa4bfb7b
 def _is_conv1d(m:nn.Module) -> bool:
     C = conv1d_type()
     return C is not None and isinstance(m, C)
@@ -152,13 +164,16 @@ def _is_conv1d(m:nn.Module) -> bool:
 def _out_features(m:nn.Module) -> int: return m.weight.shape[1] if _is_conv1d(m) else m.weight.shape[0]
 def _in_features(m:nn.Module) -> int: return m.weight.shape[0] if _is_conv1d(m) else m.weight.shape[1]
 
-def _same(values:list, what:str) -> int:
+def _same(values:list, # One value per layer
+          what:str, # What they are, for the error
+         ) -> int:
     "The one value every layer shares, else a ValueError"
     vals = sorted(set(values))
     if len(vals) != 1: raise ValueError(f"layers were pruned to different {what} {vals}: one config value cannot describe them; prune locally (the same share in every layer)")
     return vals[0]
 
-def mlp_widths(model:nn.Module) -> dict:
+def mlp_widths(model:nn.Module, # A Hugging Face model, pruned or not
+              ) -> dict:
     "`{config key: intermediate size}` read from the MLPs of a Hugging Face model"
     ws, key = [], 'intermediate_size'
     for m in model.modules():
@@ -229,8 +244,9 @@ def sync_to_config(model:nn.Module, # A pruned Hugging Face model
         for k, v in _scalars(t).items():
             if k in vars(m) and vars(m)[k] != v: setattr(m, k, v)
 
-# %% ../../nbs/09z_tp.hf.ipynb #a4af7de4
-def _tied_embeddings(model:nn.Module) -> bool:
+# %% ../../nbs/09z_tp.hf.ipynb #245bf8ff
+def _tied_embeddings(model:nn.Module, # A Hugging Face model
+                    ) -> bool:
     "True when the output layer shares its weight with the input embedding"
     emb_in, emb_out = model.get_input_embeddings(), model.get_output_embeddings()
     return emb_out is not None and getattr(emb_out, 'weight', None) is getattr(emb_in, 'weight', 0)
@@ -238,9 +254,11 @@ def _tied_embeddings(model:nn.Module) -> bool:
 class HFAdapter(Adapter):
     "What torch-pruning needs to know to prune Hugging Face transformers (BERT, ViT, GPT-2, Llama with GQA) and keep their `config` right"
     def __init__(self): self.conv1d_pruner, self.reported_heads = Conv1DPruner(), {}
-    def applies(self, model:nn.Module) -> bool: return is_hf_model(model) and bool(hf_attentions(model))
+    def applies(self, model:nn.Module, # A Hugging Face model
+             ) -> bool: return is_hf_model(model) and bool(hf_attentions(model))
 
-    def heads(self, model:nn.Module) -> dict:
+    def heads(self, model:nn.Module, # A Hugging Face model
+             ) -> dict:
         "`{projection: heads}` for torch-pruning's `num_heads`; pass this very dict on: torch-pruning counts removed heads in it"
         self.reported_heads = {}
         for a in hf_attentions(model):
@@ -248,9 +266,10 @@ class HFAdapter(Adapter):
             for p in a.qkv[1:]: self.reported_heads[p] = a.num_kv_heads
         return self.reported_heads
 
-# %% ../../nbs/09z_tp.hf.ipynb #c9db7205
+# %% ../../nbs/09z_tp.hf.ipynb #3534e2fd
 @patch
-def pruners(self:HFAdapter, model:nn.Module) -> dict:
+def pruners(self:HFAdapter, model:nn.Module, # A Hugging Face model
+             ) -> dict:
     "GPT-2's `Conv1D`, pruned with its weight transposed"
     C = conv1d_type()
     if C is None or not any(isinstance(m, C) for m in model.modules()): return {}
@@ -258,25 +277,30 @@ def pruners(self:HFAdapter, model:nn.Module) -> dict:
     return {C: self.conv1d_pruner}
 
 @patch
-def unwrapped(self:HFAdapter, model:nn.Module) -> list:
+def unwrapped(self:HFAdapter, model:nn.Module, # A Hugging Face model
+             ) -> list:
     "Bare parameters on the hidden size (ViT `cls_token` and position embeddings, RMSNorm weights), pruned on their last dim"
     C = conv1d_type()
     return [(p, p.dim() - 1) for m in model.modules() if tp.ops.module2type(m) == tp.ops.OPTYPE.ELEMENTWISE and not (C and isinstance(m, C))
             for p in m._parameters.values() if p is not None]
 
 @patch
-def fixed(self:HFAdapter, model:nn.Module) -> list:
+def fixed(self:HFAdapter, model:nn.Module, # A Hugging Face model
+             ) -> list:
     "With tied input/output embeddings, the hidden size is kept (and an attention sized by it)"
     if not _tied_embeddings(model): return []
     return [model.get_input_embeddings()] + [p for a in hf_attentions(model) if not a.own_head_dim for p in a.qkv]
 
-# %% ../../nbs/09z_tp.hf.ipynb #881f3463
+# %% ../../nbs/09z_tp.hf.ipynb #9dc7fdbe
 @patch
-def forward_fn(self:HFAdapter, model:nn.Module, forward_fn=None):
+def forward_fn(self:HFAdapter, model:nn.Module, # A Hugging Face model
+               forward_fn=None, # Forward used for tracing, wrapped; default `model(**x)`, `model(*x)` or `model(x)`
+              ):
     "torch-pruning `forward_fn` that sees each attention core as one op (with a rotary embedding its group search would never end)"
     return tie_attention(hf_attentions(model), forward_fn)
 
 @patch
-def after_prune(self:HFAdapter, model:nn.Module):
+def after_prune(self:HFAdapter, model:nn.Module, # A Hugging Face model
+             ):
     "Set `model.config` and the size attributes of every module from the pruned weights"
     sync_to_config(model, pruned_config(model, self.reported_heads))
