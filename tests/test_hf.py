@@ -3,7 +3,7 @@
 Each model is built from a tiny config at random init: after the prune it runs with its original output shape and
 fewer parameters, and `save_pretrained` → `from_pretrained` gives back the same logits. Until the tp registry passes
 the adapter's outputs to torch-pruning, the adapter's outputs go in as keyword arguments (see nbs/09z_tp.hf.ipynb)."""
-import os, subprocess, sys, tempfile, warnings
+import copy, os, subprocess, sys, tempfile, warnings
 import pytest, torch
 import torch.nn as nn
 
@@ -98,6 +98,25 @@ def test_gqa_heads_removed_evenly_per_kv_group():
     att = m.model.layers[1].self_attn
     assert (att.q_proj.out_features, att.k_proj.out_features, att.v_proj.out_features, att.o_proj.in_features) == (32, 16, 16, 32)
     assert (att.num_key_value_groups, att.head_dim) == (2, 8)
+
+def test_gqa_removed_heads_are_the_ones_zeroed():
+    "The original model, with the removed heads' output columns zeroed, gives the pruned model's logits exactly"
+    m, ad = tiny('llama'), HFAdapter()
+    orig, x = copy.deepcopy(m), hf_example_inputs(m)
+    keep_width = [m.model.embed_tokens, *[l.mlp.gate_proj for l in m.model.layers], *[l.mlp.up_proj for l in m.model.layers]]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        moved = DependencyPruner(m, x, CriteriaImportance(large_final), pruning_ratio=0.3, ignored_layers=[m.lm_head, *keep_width],
+                                 num_heads=ad.heads(m), prune_num_heads=True, prune_head_dims=False, head_pruning_ratio=0.3,
+                                 unwrapped_parameters=ad.unwrapped(m), forward_fn=ad.forward_fn(m)).prune_to(1.)
+        ad.after_prune(m)
+    for lo, lp in zip(orig.model.layers, m.model.layers):
+        mv = next(mv for mv in moved if mv.module is lp.self_attn.q_proj and mv.name == 'weight')
+        kept = sorted(set((mv.kept[:, 0] // mv.old_shape[1] // 8).tolist()))
+        assert [sum(h // 4 == g for h in kept) for g in range(2)] == [2, 2], kept
+        with torch.no_grad():
+            for h in set(range(8)) - set(kept): lo.self_attn.o_proj.weight[:, h * 8:(h + 1) * 8] = 0
+    with torch.no_grad(): torch.testing.assert_close(m(**x).logits, orig(**x).logits, atol=0, rtol=0)
 
 def test_uneven_layers_are_refused_by_after_prune():
     "A config value cannot describe layers pruned differently: the error says so"
