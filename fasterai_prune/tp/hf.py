@@ -266,7 +266,7 @@ class HFAdapter(Adapter):
             for p in a.qkv[1:]: self.reported_heads[p] = a.num_kv_heads
         return self.reported_heads
 
-# %% ../../nbs/09z_tp.hf.ipynb #3534e2fd
+# %% ../../nbs/09z_tp.hf.ipynb #cf532812
 @patch
 def pruners(self:HFAdapter, model:nn.Module, # A Hugging Face model
              ) -> dict:
@@ -279,10 +279,10 @@ def pruners(self:HFAdapter, model:nn.Module, # A Hugging Face model
 @patch
 def unwrapped(self:HFAdapter, model:nn.Module, # A Hugging Face model
              ) -> list:
-    "Bare parameters on the hidden size (ViT `cls_token` and position embeddings, RMSNorm weights), pruned on their last dim"
-    C = conv1d_type()
+    "Bare parameters whose last dim is the hidden size (ViT `cls_token` and position embeddings, RMSNorm weights), pruned on it"
+    C, hidden = conv1d_type(), getattr(model.config, 'hidden_size', None)
     return [(p, p.dim() - 1) for m in model.modules() if tp.ops.module2type(m) == tp.ops.OPTYPE.ELEMENTWISE and not (C and isinstance(m, C))
-            for p in m._parameters.values() if p is not None]
+            for p in m._parameters.values() if p is not None and p.shape[-1] == hidden]
 
 @patch
 def fixed(self:HFAdapter, model:nn.Module, # A Hugging Face model
