@@ -111,9 +111,9 @@ def hf_attentions(model:nn.Module, # A Hugging Face model
             res.append(HFAttention(m, (m.c_attn,), m.c_proj, m.num_heads, m.num_heads, False, False))
     return res
 
-# %% ../../nbs/09z_tp.hf.ipynb #a8c99a6d
+# %% ../../nbs/09z_tp.hf.ipynb #8aef3c14
 def hf_example_inputs(model:nn.Module, # A Hugging Face model
-                      seq_len:int=8, # Tokens (or image side, for vision models: `config.image_size`)
+                      seq_len:int=8, # Tokens, for text models (vision models take `config.image_size`)
                      ) -> dict:
     "A batch of one random input for `model`, without a key/value cache (the cache would expose k and v as outputs)"
     cfg = model.config
@@ -156,7 +156,7 @@ def tie_attention(attentions:list, # `HFAttention`s whose core torch-pruning mus
             for h in hooks: h.remove()
     return fwd
 
-# %% ../../nbs/09z_tp.hf.ipynb #fa4bfb7b
+# %% ../../nbs/09z_tp.hf.ipynb #2f834998
 def _is_conv1d(m:nn.Module) -> bool:
     C = conv1d_type()
     return C is not None and isinstance(m, C)
@@ -178,8 +178,8 @@ def mlp_widths(model:nn.Module, # A Hugging Face model, pruned or not
     ws, key = [], 'intermediate_size'
     for m in model.modules():
         if all(hasattr(m, n) for n in ('gate_proj', 'up_proj', 'down_proj')): ws.append(_out_features(m.gate_proj))   # Llama
-        elif type(m).__name__.endswith('Intermediate') and isinstance(getattr(m, 'dense', None), nn.Linear): ws.append(m.dense.out_features)   # BERT, ViT
-        elif hasattr(m, 'fc1') and hasattr(m, 'fc2'): ws.append(_out_features(m.fc1))   # ViT
+        elif type(m).__name__.endswith('Intermediate') and isinstance(getattr(m, 'dense', None), nn.Linear): ws.append(m.dense.out_features)   # BERT
+        elif hasattr(m, 'fc1') and hasattr(m, 'fc2'): ws.append(_out_features(m.fc1))   # ViT (transformers 5)
         elif hasattr(m, 'c_fc') and hasattr(m, 'c_proj'): ws.append(_out_features(m.c_fc)); key = 'n_inner'   # GPT-2
     return {key: _same(ws, 'MLP widths')} if ws else {}
 
@@ -223,7 +223,7 @@ def pruned_config(model:nn.Module, # A pruned Hugging Face model, its `config` n
     for k, v in new.items(): setattr(cfg, k, v)
     return cfg
 
-# %% ../../nbs/09z_tp.hf.ipynb #bbece4c0
+# %% ../../nbs/09z_tp.hf.ipynb #df765484
 def _scalars(m:nn.Module) -> dict:
     "The plain number and tuple attributes of `m` (sizes derived at construction), not flags"
     return {k: v for k, v in vars(m).items() if not k.startswith('_') and not isinstance(v, bool) and isinstance(v, (int, float, tuple))}
@@ -240,8 +240,9 @@ def sync_to_config(model:nn.Module, # A pruned Hugging Face model
                              f"{type(model).__name__} built from the updated config")
     for k, v in vars(cfg).items():
         if not k.startswith('_'): setattr(model.config, k, v)   # in place: every module holding the config sees it
-    for (n, m), (_, t) in zip(model.named_modules(), twin.named_modules()):
-        for k, v in _scalars(t).items():
+    twins = dict(twin.named_modules())
+    for n, m in model.named_modules():
+        for k, v in _scalars(twins[n]).items() if n in twins else ():
             if k in vars(m) and vars(m)[k] != v: setattr(m, k, v)
 
 # %% ../../nbs/09z_tp.hf.ipynb #245bf8ff
