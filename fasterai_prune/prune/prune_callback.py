@@ -16,6 +16,7 @@ from ..core.schedule import Schedule, agp
 from ..core.measure import as_plain, count_params, count_layer_macs
 from .pruner import Pruner
 from .io import pruning_record, apply_pruning_record
+from .distributed import unwrap, rewrap, check_process_group, check_same_on_all_ranks, is_main_process, barrier, pruner_setup, pruning_plan
 
 # %% auto #0
 __all__ = ['ScheduledPruning', 'PruneCallback', 'save_pruned_learner', 'load_pruned_learner']
@@ -111,7 +112,10 @@ class PruneCallback(Callback):
         kw = dict(self.pruner_kwargs)
         x = kw.pop('example_inputs', None)
         if x is None: x = as_plain(self.xb[0][:1] if len(self.xb) == 1 else tuple(o[:1] for o in self.xb))
-        self.pruner = Pruner(self.model, self.pruning_ratio, self.context, self.criteria, example_inputs=x, verbose=kw.pop('verbose', False), **kw)
+        check_process_group(self.learn.model)   # distributed: a DDP model needs its process group
+        self.pruner = Pruner(unwrap(self.model), self.pruning_ratio, self.context, self.criteria, example_inputs=x,
+                             verbose=kw.pop('verbose', False) and is_main_process(), **kw)
+        check_same_on_all_ranks(pruner_setup(self.pruner), 'pruner setup')   # distributed: every rank prunes alike
         self.scheduled = ScheduledPruning(self.pruner, self.schedule, self.min_interval)
         self.macs0, self.params0 = self._measure()
 
@@ -121,6 +125,8 @@ class PruneCallback(Callback):
         pct = (self.train_iter + 1) / self.n_steps
         moved = self.scheduled.step(pct, self.learn.opt, batch=(*self.xb, *self.yb), loss_func=self.learn.loss_func)
         if moved is not None:
+            check_same_on_all_ranks(pruning_plan(self.pruner), 'pruning plan')   # distributed: same channels on every rank
+            self.learn.model = rewrap(self.learn.model, self.pruner.model)   # distributed: DDP rebuilt on the live parameters
             self.history.append(dict(pct_train=pct, iter=self.train_iter, progress=self.schedule(pct),
                                      channels_removed=self.scheduled.channels_removed()))
         self.prune_seconds += time.perf_counter() - start
@@ -133,7 +139,7 @@ class PruneCallback(Callback):
 
     def _measure(self) -> tuple:
         "Conv/linear MACs of one example input (hooks, no copy of the model) and parameters, measured now"
-        return sum(count_layer_macs(self.model, self.pruner.example_inputs).values()), count_params(self.model)
+        return sum(count_layer_macs(self.pruner.model, self.pruner.example_inputs).values()), count_params(self.pruner.model)
 
     def after_fit(self):
         self.learn.metrics = self._user_metrics
@@ -145,8 +151,9 @@ def save_pruned_learner(learn, name:str, # Name, as for `learn.save`
     "`learn.save(name)` plus the pruning record needed to rebuild the pruned architecture"
     record = getattr(learn, 'pruning_record', None)
     if record is None: raise ValueError("`learn` has no `pruning_record`: it was not pruned by PruneCallback")
-    path = learn.save(name, **kwargs)
-    torch.save(record, path.with_suffix('.pruning.pth'))
+    path = learn.save(name, **kwargs)   # fastai writes from rank 0 only
+    if is_main_process(): torch.save(record, path.with_suffix('.pruning.pth'))   # distributed: rank 0 writes
+    barrier()   # distributed: the files exist for every rank after this
     return path
 
 def load_pruned_learner(learn, name:str, # Name, as for `learn.load`
@@ -155,7 +162,8 @@ def load_pruned_learner(learn, name:str, # Name, as for `learn.load`
     path = learn.path/learn.model_dir/f'{name}.pruning.pth'
     if not path.exists(): raise FileNotFoundError(f"no pruning record at {path}: save with `save_pruned_learner`")
     record = torch.load(path, weights_only=True)
-    apply_pruning_record(learn.model, record)
+    apply_pruning_record(unwrap(learn.model), record)
+    learn.model = rewrap(learn.model)   # distributed: DDP rebuilt on the pruned parameters
     learn.pruning_record = record
     learn.opt = None   # the optimizer is rebuilt for the new parameters
     return learn.load(name, **kwargs)
