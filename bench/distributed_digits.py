@@ -31,15 +31,16 @@ def parse():
     p.add_argument('--epochs', type=int, default=3)
     p.add_argument('--width', type=int, default=16)
     p.add_argument('--bs', type=int, default=32, help='batch size per process')
+    p.add_argument('--threads', type=int, default=1, help='torch CPU threads per process')
     return p.parse_args()
 
-def setup() -> torch.device:
+def setup(threads:int) -> torch.device:
     "Join the process group that torchrun / accelerate launch describe in the environment; none in a plain `python` run"
+    torch.set_num_threads(threads)
     if 'RANK' not in os.environ: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     local = int(os.environ.get('LOCAL_RANK', 0))
     if torch.cuda.is_available(): torch.cuda.set_device(local)
     dist.init_process_group(default_backend())
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world_size()))
     return torch.device('cuda', local) if torch.cuda.is_available() else torch.device('cpu')
 
 def learner(args, device) -> Learner:
@@ -67,7 +68,7 @@ def report(name:str, learn:Learner, seconds:float):
 
 def main():
     args = parse()
-    device = setup()
+    device = setup(args.threads)
     print_main(f"backend {dist.get_backend() if dist.is_initialized() else 'none (one process)'}, {world_size()} process(es), device {device.type}")
     learn = learner(args, device)
     t = time.perf_counter()
