@@ -50,7 +50,7 @@ def learner(args, device) -> Learner:
     learn = Learner(shard_dls(digits_dls(bs=args.bs, device=device)), model, loss_func=nn.CrossEntropyLoss(),
                     metrics=accuracy, opt_func=Adam)
     learn.remove_cb(ProgressCallback)
-    learn.logger = print_main   # the Recorder's table, once
+    learn.logger = lambda row: print_main(dict(zip(learn.recorder.metric_names, row)))   # the Recorder's rows, once
     return learn
 
 def report(name:str, learn:Learner, seconds:float):

@@ -31,10 +31,15 @@ class LossLog(Callback):
     def after_batch(self):
         if self.training: self.losses.append(self.learn.loss.item())
 
-def ddp_learner(path=None, seed=0):
+def accelerate_prepare(model):
+    "The model as `accelerate` prepares it for several CPU processes (a DDP wrapper built by accelerate)"
+    from accelerate import Accelerator
+    return Accelerator(cpu=True).prepare(model)
+
+def ddp_learner(path=None, seed=0, wrap=DDP):
     "A digits CNN in DDP on this rank's shard; each rank starts from a different init, which DDP replaces by rank 0's"
     torch.manual_seed(seed + 100 * rank())
-    learn = Learner(shard_dls(digits_dls(bs=32)), DDP(digits_cnn(WIDTH)), loss_func=nn.CrossEntropyLoss(), metrics=accuracy,
+    learn = Learner(shard_dls(digits_dls(bs=32)), wrap(digits_cnn(WIDTH)), loss_func=nn.CrossEntropyLoss(), metrics=accuracy,
                     opt_func=Adam, path=path or '.')
     learn.remove_cb(ProgressCallback)
     learn.logger = lambda *a, **k: None   # the Recorder's table, printed by every rank otherwise
@@ -43,8 +48,8 @@ def ddp_learner(path=None, seed=0):
 def state(learn) -> dict:
     return {k: v.detach().clone() for k, v in unwrap(learn.model).state_dict().items()}
 
-def fit_pruned(criteria, context, path=None):
-    learn, log = ddp_learner(path), LossLog()
+def fit_pruned(criteria, context, path=None, wrap=DDP):
+    learn, log = ddp_learner(path, wrap=wrap), LossLog()
     cb = PruneCallback(50, SCHEDULE, context, criteria)
     learn.fit(2, 1e-2, cbs=[cb, log])
     last_prune = max(h['iter'] for h in cb.history) + 1   # the first batch after the last prune (fastai counts batches over the fit)
@@ -52,7 +57,7 @@ def fit_pruned(criteria, context, path=None):
                        last_prune=last_prune, removed=cb.scheduled.channels_removed(), accuracy=float(learn.validate()[1]))
 
 def train_everything(tmp):
-    "Every scenario that must work: agp/large_final global, taylor, wanda (calibrated), sparsify 80%, save/load/export"
+    "Every scenario that must work: agp/large_final global, taylor, wanda (calibrated), accelerate-prepared, sparsify 80%, save/load/export"
     res = {}
     learn, res['large_final'] = fit_pruned(large_final, 'global', tmp)
     save_pruned_learner(learn, 'pruned')                      # rank 0 writes, every rank waits
@@ -63,6 +68,7 @@ def train_everything(tmp):
     res['reloaded'] = dict(state=state(fresh), wrapped=type(fresh.model).__name__, accuracy=float(fresh.validate()[1]))
     res['taylor'] = fit_pruned(taylor, 'global')[1]
     res['wanda'] = fit_pruned(wanda, 'local')[1]
+    res['accelerate'] = fit_pruned(large_final, 'global', wrap=accelerate_prepare)[1]
     learn = ddp_learner()
     learn.fit(2, 1e-2, cbs=SparsifyCallback(80, 'weight', 'global', large_final, agp))
     res['sparse'] = dict(masks={k: v == 0 for k, v in state(learn).items() if k.endswith('weight') and v.dim() == 4},
@@ -99,7 +105,7 @@ def trained(tmp_path_factory):
 
 def conv_widths(sd): return [v.shape[0] for k, v in sd.items() if k.endswith('weight') and v.dim() == 4]
 
-@pytest.mark.parametrize('name', ['large_final', 'taylor', 'wanda'])
+@pytest.mark.parametrize('name', ['large_final', 'taylor', 'wanda', 'accelerate'])
 def test_same_pruned_model_on_both_ranks(trained, name):
     (r0, r1), _ = trained
     a, b = r0[name], r1[name]
@@ -110,7 +116,7 @@ def test_same_pruned_model_on_both_ranks(trained, name):
     assert a['removed'] == pytest.approx(0.5, abs=0.03)          # 50% of the prunable channels, measured on the model
     assert sum(conv_widths(a['state'])) < sum(conv_widths(unwrap(digits_cnn(WIDTH)).state_dict()))
 
-@pytest.mark.parametrize('name', ['large_final', 'taylor', 'wanda'])
+@pytest.mark.parametrize('name', ['large_final', 'taylor', 'wanda', 'accelerate'])
 def test_training_goes_on_after_the_last_prune(trained, name):
     (r0, r1), _ = trained
     for r in (r0, r1):
