@@ -15,6 +15,7 @@ from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, 
 from .graph import (DependencyPruner, CriteriaImportance, default_example_inputs, find_output_layers, find_layers_feeding,
                                        attention_heads, restore_attention_dims, remap_optimizer, describe_trace_failure, _CONV_TYPES)
 from .custom_ops import default_custom_ops
+from .distributed import is_wrapped
 
 # %% auto #0
 __all__ = ['Pruner']
@@ -60,6 +61,8 @@ class Pruner:
                  **kwargs, # Passed to torch-pruning's `BasePruner` (e.g. `unwrapped_parameters`, `customized_pruners`)
                 ):
         if not isinstance(model, nn.Module): raise TypeError(f"`model` must be a nn.Module, got {type(model).__name__}")
+        if is_wrapped(model): raise TypeError(f"`model` is wrapped ({type(model).__name__}): prune `unwrap(model)`, then rebuild the wrapper "
+                                              "with `rewrap` (see prune.distributed; PruneCallback does both)")   # distributed
         if context not in _CONTEXTS: raise ValueError(f"`context` must be one of {_CONTEXTS}, got {context!r}")
         if not callable(criteria): raise TypeError(f"`criteria` must be a callable Criteria, got {type(criteria).__name__} {criteria!r}")
         if not isinstance(criteria, Criteria): raise TypeError(f"`criteria` must be a fasterai_prune Criteria (see core.criteria), got {criteria!r}")
