@@ -123,7 +123,7 @@ def test_training_goes_on_after_the_last_prune(trained, name):
         losses, i = r[name]['losses'], r[name]['last_prune']
         after, end = sum(losses[i:i + 5]) / 5, sum(losses[-5:]) / 5
         assert end < after, (name, after, end)
-    assert r0[name]['accuracy'] > 0.6   # 10 classes: chance is 0.1
+    assert r0[name]['accuracy'] == r1[name]['accuracy'] > 0.3   # 10 classes: chance is 0.1; 2 short epochs, half the channels gone
 
 def test_sparsify_masks_same_on_both_ranks(trained):
     (r0, r1), _ = trained
