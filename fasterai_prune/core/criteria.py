@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable
 import torch
 import torch.nn as nn
+import torch.distributed as dist
 from .granularity import Granularities
 from .measure import as_plain, eval_mode
 
@@ -194,8 +195,11 @@ def calibrate(criteria:Criteria, # The criteria whose `stat` is collected
     device = next(model.parameters()).device
     batches = list(batches)
     with eval_mode(model):   # batchnorm statistics must not move while we only measure
-        if criteria.stat == 'act_norm': return _act_norms(model, layers, batches, device)
-        return _grad_stats(model, layers, batches, loss_func, device)
+        stats = _act_norms(model, layers, batches, device) if criteria.stat == 'act_norm' else _grad_stats(model, layers, batches, loss_func, device)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:   # distributed: every rank scores alike
+        for st in stats.values():
+            for t in st.values(): dist.all_reduce(t); t.div_(dist.get_world_size())
+    return stats
 
 # %% ../../nbs/02_core.criteria.ipynb #ab83d505
 criterias = {c.name: c for c in (large_final, small_final, squared_final, random, large_init, small_init,

@@ -3,19 +3,34 @@
 # %% ../../nbs/06_core.learner.ipynb #14cfbda3
 from __future__ import annotations
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel, DataParallel
 from .measure import as_plain
 
 # %% auto #0
-__all__ = ['model_of', 'is_learner', 'n_inputs', 'split_batch', 'batch_inputs', 'example_inputs_of']
+__all__ = ['WRAPPERS', 'is_wrapped', 'unwrap', 'model_of', 'is_learner', 'n_inputs', 'split_batch', 'batch_inputs',
+           'example_inputs_of']
+
+# %% ../../nbs/06_core.learner.ipynb #86f880b7
+WRAPPERS = (DistributedDataParallel, DataParallel)
+
+def is_wrapped(model:nn.Module) -> bool:
+    "True if `model` is a DDP/DataParallel wrapper or a `torch.compile`d module"
+    return isinstance(model, WRAPPERS) or hasattr(model, '_orig_mod')
+
+def unwrap(model:nn.Module) -> nn.Module:
+    "The module that holds the layers, through DDP, DataParallel and `torch.compile` wrappers"
+    if not isinstance(model, nn.Module): raise TypeError(f"`model` must be a nn.Module, got {type(model).__name__}")
+    while is_wrapped(model): model = model.module if isinstance(model, WRAPPERS) else model._orig_mod
+    return model
 
 # %% ../../nbs/06_core.learner.ipynb #6a636a9a
 def model_of(obj, # A `nn.Module`, or a fastai `Learner` (anything with a `.model` module)
              name:str='model', # Name of the argument, for the error message
             ) -> nn.Module:
-    "The model of `obj`: `obj.model` for a `Learner`, `obj` itself for a module"
-    if isinstance(obj, nn.Module): return obj
+    "The model of `obj`: `obj.model` for a `Learner`, `obj` itself for a module; inside any DDP/DataParallel wrapper"
+    if isinstance(obj, nn.Module): return unwrap(obj)
     m = getattr(obj, 'model', None)
-    if isinstance(m, nn.Module): return m
+    if isinstance(m, nn.Module): return unwrap(m)
     raise TypeError(f"`{name}` must be a nn.Module or a fastai Learner, got {type(obj).__name__}")
 
 def is_learner(obj) -> bool:

@@ -12,11 +12,12 @@ from ..core.ratio import check_percent
 from ..core.criteria import Criteria, large_final, check_criteria
 from ..core.schedule import Schedule, agp, check_schedule
 from ..core.measure import count_params, count_layer_macs
-from ..core.learner import batch_inputs, n_inputs
+from ..core.learner import batch_inputs, n_inputs, model_of, is_wrapped
 from ..core.callback import ScheduledCallback
 from ..core.batchnorm import recalibrate_bn as recalibrate_batchnorm
 from .pruner import Pruner
-from .io import track_pruning, pruning_tracker
+from .io import track_pruning, pruning_tracker, pruning_record_of
+from .distributed import rewrap, check_process_group, check_same_on_all_ranks, is_main_process, barrier, pruner_setup, pruning_plan
 
 # %% auto #0
 __all__ = ['ScheduledPruning', 'PruneCallback', 'save_pruned_learner', 'load_pruned_learner']
@@ -125,17 +126,20 @@ def _build(self:PruneCallback):
     "The pruner over the learner's model; a resumed fit (`start_epoch`, a reloaded mid-schedule checkpoint) goes on"
     kw = dict(self.pruner_kwargs)
     if kw.get('example_inputs') is None: kw['example_inputs'] = batch_inputs((*self.xb, *self.yb), len(self.xb), 1)
-    stage = (pruning_tracker(self.model).record or {}).get('stage') or {}
+    check_process_group(self.learn.model)   # distributed: a DDP model needs its process group
+    stage = (pruning_tracker(model_of(self.learn)).record or {}).get('stage') or {}
     start = stage.get('progress', 0.) if self.learn.pct_train > 0 and stage.get('progress', 1.) < 1 else 0.
     ratio = ScheduledPruning.remaining_ratio(self.pruning_ratio, start) if start else self.pruning_ratio
-    self.pruner = Pruner(self.learn, ratio, self.context, self.criteria, verbose=kw.pop('verbose', False), **kw)
+    self.pruner = Pruner(self.learn, ratio, self.context, self.criteria, verbose=kw.pop('verbose', False) and is_main_process(), **kw)
+    check_same_on_all_ranks(pruner_setup(self.pruner), 'pruner setup')   # distributed: every rank prunes alike
     self.scheduled = ScheduledPruning(self.pruner, self.schedule, self.min_interval, start)
     self.macs0, self.params0 = self._measure()
 
 @patch
 def _measure(self:PruneCallback) -> tuple:
     "Conv/linear MACs of one example input (hooks, no copy of the model) and parameters, measured now"
-    return sum(count_layer_macs(self.model, self.pruner.example_inputs).values()), count_params(self.model)
+    model = model_of(self.learn)
+    return sum(count_layer_macs(model, self.pruner.example_inputs).values()), count_params(model)
 
 # %% ../../nbs/12_prune.prune_callback.ipynb #7122cd7f
 @patch
@@ -149,7 +153,8 @@ def after_step(self:PruneCallback):
     moved = self.scheduled.step(pct, batch=(*self.xb, *self.yb), loss_func=self.learn.loss_func)
     if moved is not None:
         self.pruned_this_epoch = True
-        pruning_tracker(self.model).record['stage'] = dict(progress=self.scheduled.progress)   # for a resumed fit
+        check_same_on_all_ranks(pruning_plan(self.pruner), 'pruning plan')   # distributed: the same channels on every rank
+        pruning_tracker(model_of(self.learn)).record['stage'] = dict(progress=self.scheduled.progress)   # for a resumed fit
         self.history.append(dict(pct_train=pct, iter=self.train_iter, progress=self.scheduled.progress,
                                  channels_removed=self.scheduled.channels_removed()))
     self.prune_seconds += time.perf_counter() - start
@@ -183,7 +188,7 @@ def after_fit(self:PruneCallback):
 @patch
 def _close(self:PruneCallback):
     "Drop the pruner: the schedule is over"
-    rec = pruning_tracker(self.model).record
+    rec = pruning_tracker(model_of(self.learn)).record
     if rec is not None: rec.pop('stage', None)
     self.pruner = self.scheduled = None
     self.done = True
@@ -199,12 +204,16 @@ def finish(self:PruneCallback):
 def save_pruned_learner(learn, name:str, # Name, as for `learn.save`
                         **kwargs): # Passed to `learn.save`
     "`learn.save(name)`: the checkpoint of a pruned model carries its pruning record"
-    if pruning_tracker(learn.model) is None or pruning_tracker(learn.model).record is None:
+    if pruning_record_of(learn) is None:
         raise ValueError("`learn` has no pruning record: its model was not pruned by this library")
-    return learn.save(name, **kwargs)
+    path = learn.save(name, **kwargs)   # fastai writes from rank 0 only
+    barrier()   # distributed: the file exists for every rank after this
+    return path
 
 def load_pruned_learner(learn, name:str, # Name, as for `learn.load`
                         **kwargs): # Passed to `learn.load`
     "`learn.load(name)` into any architecture: the one recorded in the checkpoint is rebuilt first"
     track_pruning(learn)
-    return learn.load(name, **kwargs)
+    learn = learn.load(name, **kwargs)
+    if is_wrapped(learn.model): learn.model = rewrap(learn.model)   # distributed: DDP on the loaded parameters
+    return learn

@@ -13,7 +13,8 @@ from ..core.ratio import check_percent, resolve_layer_ratios, module_names
 from ..core.criteria import Criteria, large_final, check_criteria, calibrate as calibrate_criteria
 from ..core.schedule import Schedule, lin, check_schedule
 from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, call_model
-from ..core.learner import model_of, is_learner, example_inputs_of
+from ..core.learner import model_of, is_learner, example_inputs_of, is_wrapped
+from .distributed import rewrap
 from ..core.callback import ScheduledCallback
 from .io import pruning_record, pruning_record_of, track_pruning
 from ..core.granularity import CONV_TYPES
@@ -201,6 +202,7 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
 @patch
 def _after_prune(self:Pruner, moved:list):
     "Record the new architecture in the model's `state_dict`, and tell the learner's scheduled callbacks (masks follow)"
+    if self.learn is not None and is_wrapped(self.learn.model): self.learn.model = rewrap(self.learn.model, self.model)   # DDP on the new parameters
     track_pruning(self.learn if self.learn is not None else self.model, pruning_record(self))
     for cb in getattr(self.learn, 'cbs', []):
         if isinstance(cb, ScheduledCallback): cb.after_prune(moved)
