@@ -11,7 +11,8 @@ T = pytest.importorskip('transformers', reason="transformers is an optional extr
 import torch_pruning as tp
 from fasterai_prune.tp.hf import HFAdapter, hf_attentions, hf_example_inputs, conv1d_type
 from fasterai_prune.prune.pruner import Pruner
-from fasterai_prune.prune.graph import DependencyPruner, CriteriaImportance
+from fasterai_prune.tp.planner import DependencyPruner
+from fasterai_prune.tp.importance import CriteriaImportance
 from fasterai_prune.core.criteria import large_final
 from fasterai_prune.core.measure import count_params
 

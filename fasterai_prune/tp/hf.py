@@ -11,21 +11,12 @@ import torch.nn as nn
 import torch_pruning as tp
 from fastcore.basics import patch
 from ..core.granularity import Granularities
+from .adapters import Adapter
 
 # %% auto #0
-__all__ = ['CONV1D_GRANULARITIES', 'Adapter', 'transformers_module', 'is_hf_model', 'conv1d_type', 'Conv1DPruner', 'HFAttention',
+__all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'conv1d_type', 'Conv1DPruner', 'HFAttention',
            'hf_attentions', 'hf_example_inputs', 'tie_attention', 'mlp_widths', 'head_sizes', 'pruned_config',
            'sync_to_config', 'HFAdapter']
-
-# %% ../../nbs/09z_tp.hf.ipynb #fe57a2a6
-class Adapter:
-    "Architecture knowledge torch-pruning lacks; every method has a do-nothing default"
-    def applies(self, model:nn.Module) -> bool: return False
-    def heads(self, model) -> dict: return {}            # {nn.Linear (fused qkv or q/k/v proj): num_heads} for tp's `num_heads`
-    def pruners(self, model) -> dict: return {}          # tp `customized_pruners` {module class or module: BasePruningFunc}
-    def unwrapped(self, model) -> list: return []        # tp `unwrapped_parameters` [(nn.Parameter, dim)]
-    def fixed(self, model) -> list: return []            # modules whose channels must be kept
-    def after_prune(self, model) -> None: pass           # re-derive attributes/config sizes from the pruned weights
 
 # %% ../../nbs/09z_tp.hf.ipynb #3d1b05fc
 def transformers_module():
