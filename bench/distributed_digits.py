@@ -3,7 +3,7 @@
 Launch (CPU: gloo; GPUs: nccl, one process per GPU; the script picks the backend itself):
     torchrun --nproc_per_node 2 bench/distributed_digits.py                       # 2 processes on this machine
     torchrun --nproc_per_node 2 bench/distributed_digits.py --criteria taylor --sparsify 0
-    accelerate launch --num_processes 2 bench/distributed_digits.py              # same variables as torchrun
+    accelerate launch --multi_gpu --num_processes 2 bench/distributed_digits.py  # GPUs (on CPU accelerate starts one process: use torchrun)
     python bench/distributed_digits.py                                          # one process: the reference figures
 Every rank trains on its own shard of the training set (`shard_dls`); the model is wrapped in DistributedDataParallel
 here; `PruneCallback` rebuilds the wrapper after each prune and checks that every rank pruned the same channels.
