@@ -72,7 +72,7 @@ def main():
     print_main(f"backend {dist.get_backend() if dist.is_initialized() else 'none (one process)'}, {world_size()} process(es), device {device.type}")
     learn = learner(args, device)
     t = time.perf_counter()
-    learn.fit(args.epochs, 1e-2, cbs=PruneCallback(args.ratio, agp.with_window(0, 0.6), 'global', criterias[args.criteria]))
+    learn.fit(args.epochs, 1e-2, cbs=PruneCallback(args.ratio, 'global', criterias[args.criteria], schedule=agp.with_window(0, 0.6)))
     report(f"prune {args.ratio:g}% {args.criteria}", learn, time.perf_counter() - t)
     if args.sparsify:
         learn = learner(args, device)

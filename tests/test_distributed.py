@@ -50,7 +50,7 @@ def state(learn) -> dict:
 
 def fit_pruned(criteria, context, path=None, wrap=DDP):
     learn, log = ddp_learner(path, wrap=wrap), LossLog()
-    cb = PruneCallback(50, SCHEDULE, context, criteria)
+    cb = PruneCallback(50, context, criteria, schedule=SCHEDULE)
     learn.fit(2, 1e-2, cbs=[cb, log])
     last_prune = max(h['iter'] for h in cb.history) + 1   # the first batch after the last prune (fastai counts batches over the fit)
     return learn, dict(state=state(learn), wrapped=type(learn.model).__name__, n_prunes=len(cb.history), losses=log.losses,
@@ -85,18 +85,18 @@ def error_of(f) -> str:
 def bad_setups():
     "Each case must end with a clear error on every rank (the launch's time limit turns a hang into a failure)"
     res = {}
-    res['ratio'] = error_of(lambda: ddp_learner().fit(1, 1e-3, cbs=PruneCallback(30 + 20 * rank(), SCHEDULE, 'global')))
+    res['ratio'] = error_of(lambda: ddp_learner().fit(1, 1e-3, cbs=PruneCallback(30 + 20 * rank(), 'global', schedule=SCHEDULE)))
     x = torch.randn(1 + rank(), 1, 16, 16)
-    res['inputs'] = error_of(lambda: ddp_learner().fit(1, 1e-3, cbs=PruneCallback(50, SCHEDULE, 'global', example_inputs=x)))
+    res['inputs'] = error_of(lambda: ddp_learner().fit(1, 1e-3, cbs=PruneCallback(50, 'global', schedule=SCHEDULE, example_inputs=x)))
     torch.manual_seed(rank())   # `random` scores differ across ranks: the plans differ after the first prune
-    res['plan'] = error_of(lambda: ddp_learner().fit(1, 1e-3, cbs=PruneCallback(50, SCHEDULE, 'global', random)))
+    res['plan'] = error_of(lambda: ddp_learner().fit(1, 1e-3, cbs=PruneCallback(50, 'global', random, schedule=SCHEDULE)))
     learn = ddp_learner()      # built now: after the next case the group can no longer run collectives
     start = time.monotonic()   # a rank that never reaches the check (it failed before): the others give up
     if rank() == 0: res['absent'] = error_of(lambda: check_same_on_all_ranks({'a': 1}, 'pruning plan', timeout=2))
     else: time.sleep(3); res['absent'] = 'skipped the check'
     res['absent_seconds'] = time.monotonic() - start
     dist.destroy_process_group()
-    res['torn_down'] = error_of(lambda: learn.fit(1, 1e-3, cbs=PruneCallback(50, SCHEDULE, 'global')))
+    res['torn_down'] = error_of(lambda: learn.fit(1, 1e-3, cbs=PruneCallback(50, 'global', schedule=SCHEDULE)))
     return res
 
 @pytest.fixture(scope='module')

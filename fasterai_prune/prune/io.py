@@ -32,6 +32,7 @@ def _input_spec(x):
     if isinstance(x, torch.Tensor): return ('tensor', tuple(x.shape), str(x.dtype).replace('torch.', ''))
     if isinstance(x, (tuple, list)): return ('seq', [_input_spec(o) for o in x])
     if isinstance(x, dict): return ('dict', {k: _input_spec(v) for k, v in x.items()})
+    if x is None or isinstance(x, (bool, int, float, str)): return ('value', x)   # flags such as `use_cache=False`
     raise TypeError(f"cannot record example inputs of type {type(x).__name__}")
 
 def _make_inputs(spec):
@@ -41,6 +42,7 @@ def _make_inputs(spec):
         dtype = getattr(torch, spec[2])
         return torch.zeros(spec[1], dtype=dtype) if not dtype.is_floating_point else torch.randn(spec[1], dtype=dtype)
     if kind == 'seq': return tuple(_make_inputs(s) for s in spec[1])
+    if kind == 'value': return spec[1]
     return {k: _make_inputs(v) for k, v in spec[1].items()}
 
 def chain_records(first:dict|None, # Record of the prunes done before, or None
