@@ -72,7 +72,7 @@ def callback(lib:str, ratio:float, x1:tuple):
         from fasterai_prune.prune.prune_callback import PruneCallback
         from fasterai_prune.core.schedule import agp
         from fasterai_prune.core.criteria import large_final
-        return PruneCallback(ratio, agp, 'global', large_final)
+        return PruneCallback(ratio, 'global', large_final, agp)
     from fasterai.prune.prune_callback import PruneCallback
     from fasterai.core.schedule import agp
     from fasterai.core.criteria import large_final
