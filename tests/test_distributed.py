@@ -54,7 +54,7 @@ def fit_pruned(criteria, context, path=None, wrap=DDP):
     learn.fit(2, 1e-2, cbs=[cb, log])
     last_prune = max(h['iter'] for h in cb.history) + 1   # the first batch after the last prune (fastai counts batches over the fit)
     return learn, dict(state=state(learn), wrapped=type(learn.model).__name__, n_prunes=len(cb.history), losses=log.losses,
-                       last_prune=last_prune, removed=cb.scheduled.channels_removed(), accuracy=float(learn.validate()[1]))
+                       last_prune=last_prune, removed=cb.history[-1]['channels_removed'] / 100, accuracy=float(learn.validate()[1]))
 
 def train_everything(tmp):
     "Every scenario that must work: agp/large_final global, taylor, wanda (calibrated), accelerate-prepared, sparsify 80%, save/load/export"
