@@ -109,7 +109,7 @@ def clean_outputs(outputs:list[dict]) -> list[dict]:
         for kind, value in data.items():  # fastprogress repeats its table as text/markdown and text/plain
             if not kind.startswith('text/'): continue
             text = ''.join(value) if isinstance(value, list) else value
-            data[kind] = drop_time_text(drop_time_column(text) if '<table' in text else text)
+            data[kind] = drop_time_text(drop_time_column(text) if '<table' in text or '<progress' in text else text)
     return [o for o in outputs if not _blank(o)]
 
 
