@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent/'tools'))
 from site_pages import ROOT, for_site, public_modules, read_all, repo_to_site
-from save_outputs import drop_time_column, drop_time_text, is_timing, runs
+from save_outputs import clean_outputs, drop_time_column, drop_time_text, is_timing, runs
 
 SITE = ROOT/'_site'
 
@@ -58,3 +58,10 @@ def test_timing_rule():
     table = '<progress value="1"></progress><table><tr><th>epoch</th><th>time</th></tr><tr><td>0</td><td>00:25</td></tr></table>'
     assert drop_time_column(table) == '<table><tr><th>epoch</th></tr><tr><td>0</td></tr></table>'
     assert drop_time_column('<table><tr><th>layer</th></tr><tr><td>conv1</td></tr></table>').count('conv1') == 1
+
+def test_warnings_and_blank_displays_are_not_saved():
+    outs = [{'output_type': 'stream', 'name': 'stderr', 'text': '/x/a.py:3: UserWarning: careful\n  warn(x)\nreal error\n'},
+            {'output_type': 'stream', 'name': 'stderr', 'text': '/x/auto.py:21: TqdmWarning: IProgress not found\n  from x\n'},
+            {'output_type': 'display_data', 'data': {'text/html': '<div><progress value="3"></progress></div>', 'text/plain': 'HTML'}},
+            {'output_type': 'stream', 'name': 'stdout', 'text': 'accuracy 0.98\n'}]
+    assert [o.get('text') for o in clean_outputs(outs)] == ['real error\n', 'accuracy 0.98\n']

@@ -20,6 +20,10 @@ from site_pages import (ROOT, TOP_LEVEL, doc_pages, for_site, module_notebooks, 
                         repo_to_site, tutorials)
 
 BUILD = ROOT/'_build'/'site_src'
+EXTRA_CSS = 'assets/fasterai_prune.css'
+# printed reports keep their columns: scroll sideways rather than wrap
+_CSS = ('.jupyter-wrapper .jp-RenderedText pre { white-space: pre !important; overflow-x: auto !important;'
+        ' word-break: normal !important; overflow-wrap: normal !important; }\n')
 _HEADING = re.compile(r'<h([1-6]) id="([^"]+)"([^>]*)>(.*?)</h\1>', re.S)
 _LINK = re.compile(r'(?<!!)\[([^\]]*)\]\(([^)\s]+)\)')
 
@@ -57,6 +61,7 @@ def _nav():
 def on_config(config, **kwargs):
     "Build the sidebar from what the repository holds now"
     config.nav = _nav()
+    if EXTRA_CSS not in config.extra_css: config.extra_css.append(EXTRA_CSS)
     return config
 
 
@@ -64,6 +69,7 @@ def on_config(config, **kwargs):
 def on_files(files, config, **kwargs):
     "Add the generated pages: home, tutorials, source notebooks, API"
     shutil.rmtree(BUILD, ignore_errors=True)
+    files.append(File.generated(config, EXTRA_CSS, content=_CSS))
     files.append(File.generated(config, 'index.md', content=(ROOT/'README.md').read_text(encoding='utf-8')))
     for folder, nbs in (('tutorials', tutorials()), ('notebooks', module_notebooks())):
         for p in nbs:  # a real file under BUILD: mkdocs-jupyter reads notebooks from src_dir, not from generated content

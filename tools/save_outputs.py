@@ -17,11 +17,13 @@ Outputs that depend on timing are not saved. The rule:
      and fastprogress's bars are dropped; in printed text, the trailing `'00:25'` of the Recorder's lists and the
      trailing `00:25` of the rows of a console table whose header ends with `time` are removed. Epochs, losses and
      metrics stay.
-FutureWarning and DeprecationWarning are silenced in the kernel (as `.ci/test` does), so they are not saved either.
+Warnings are not saved: FutureWarning and DeprecationWarning are silenced in the kernel (as `.ci/test` does), and
+the `file:line: SomeWarning: ...` blocks of stderr are dropped. An HTML output left blank (a finished progress bar)
+is dropped too.
 Run it on the notebooks you own; it stops at the first cell that raises (no output is written for that notebook).
 """
 from __future__ import annotations
-import argparse, copy, json, os, re, subprocess, sys, time
+import argparse, copy, json, os, re, subprocess, sys, time, traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,16 +84,33 @@ def drop_time_text(text:str) -> str:
     return '\n'.join(lines)
 
 
+_WARNING = re.compile(r'^\S.*:\d+: \w*Warning: .*\n(?:[ \t]+.*\n?)*', re.M)  # a warning and its indented source line
+
+
+def drop_warnings(text:str) -> str:
+    "stderr without the warnings Python printed on it"
+    return _WARNING.sub('', text)
+
+
+def _blank(o:dict) -> bool:
+    "A display whose HTML is empty (e.g. a finished progress bar), or a stream with no text left"
+    if o.get('output_type') == 'stream': return not o['text'].strip()
+    html = o.get('data', {}).get('text/html')
+    return html is not None and not re.sub(r'<(/?)div[^>]*>', '', html).strip()
+
+
 def clean_outputs(outputs:list[dict]) -> list[dict]:
-    "Outputs with rule 2 applied to their HTML and printed text"
+    "Outputs with rule 2 applied to their HTML and printed text, warnings and blank displays left out"
     for o in outputs:
-        if o.get('output_type') == 'stream': o['text'] = drop_time_text(''.join(o['text']) if isinstance(o['text'], list) else o['text'])
+        if o.get('output_type') == 'stream':
+            text = ''.join(o['text']) if isinstance(o['text'], list) else o['text']
+            o['text'] = drop_time_text(drop_warnings(text) if o.get('name') == 'stderr' else text)
         data = o.get('data', {})
         for kind, value in data.items():  # fastprogress repeats its table as text/markdown and text/plain
             if not kind.startswith('text/'): continue
             text = ''.join(value) if isinstance(value, list) else value
-            data[kind] = drop_time_text(drop_time_column(text) if '<table' in text else text)
-    return [o for o in outputs if not (o.get('data', {}).get('text/html', None) == '' and len(o['data']) == 1)]
+            data[kind] = drop_time_text(drop_time_column(text) if '<table' in text or '<progress' in text else text)
+    return [o for o in outputs if not _blank(o)]
 
 
 def execute(nb:dict, folder:Path, slow:bool, timeout:int) -> list[list[dict]]:
@@ -138,7 +157,7 @@ def main(argv=None) -> int:
         start = time.time()
         try: counts = save_outputs(path.resolve(), args.slow, args.timeout)
         except Exception as e:
-            failed.append(path); print(f'{path}: FAILED, nothing written: {type(e).__name__}: {str(e)[-2000:]}'); continue
+            failed.append(path); print(f'{path}: FAILED, nothing written:\n{traceback.format_exc()[-3000:]}'); continue
         print(f"{path}: {', '.join(f'{k} {v}' for k, v in counts.items())} ({time.time() - start:.0f}s)")
     return 1 if failed else 0
 
