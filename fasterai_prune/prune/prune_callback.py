@@ -17,7 +17,7 @@ from ..core.callback import ScheduledCallback
 from ..core.batchnorm import recalibrate_bn as recalibrate_batchnorm
 from .pruner import Pruner
 from .io import track_pruning, pruning_tracker, pruning_record_of
-from .distributed import rewrap, check_process_group, check_same_on_all_ranks, is_main_process, barrier, pruner_setup, pruning_plan
+from .distributed import rewrap, check_process_group, check_same_on_all_ranks, is_main_process, barrier, pruner_setup
 
 # %% auto #0
 __all__ = ['ScheduledPruning', 'PruneCallback', 'save_pruned_learner', 'load_pruned_learner']
@@ -153,7 +153,6 @@ def after_step(self:PruneCallback):
     moved = self.scheduled.step(pct, batch=(*self.xb, *self.yb), loss_func=self.learn.loss_func)
     if moved is not None:
         self.pruned_this_epoch = True
-        check_same_on_all_ranks(pruning_plan(self.pruner), 'pruning plan')   # distributed: the same channels on every rank
         pruning_tracker(model_of(self.learn)).record['stage'] = dict(progress=self.scheduled.progress)   # for a resumed fit
         self.history.append(dict(pct_train=pct, iter=self.train_iter, progress=self.scheduled.progress,
                                  channels_removed=self.scheduled.channels_removed()))

@@ -14,7 +14,7 @@ from ..core.criteria import Criteria, large_final, check_criteria, calibrate as 
 from ..core.schedule import Schedule, lin, check_schedule
 from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, call_model
 from ..core.learner import model_of, is_learner, example_inputs_of, is_wrapped
-from .distributed import rewrap
+from .distributed import rewrap, check_same_on_all_ranks, pruning_plan
 from ..core.callback import ScheduledCallback
 from .io import pruning_record, pruning_record_of, track_pruning
 from ..core.granularity import CONV_TYPES
@@ -202,7 +202,9 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
 @patch
 def _after_prune(self:Pruner, moved:list):
     "Record the new architecture in the model's `state_dict`, and tell the learner's scheduled callbacks (masks follow)"
-    if self.learn is not None and is_wrapped(self.learn.model): self.learn.model = rewrap(self.learn.model, self.model)   # DDP on the new parameters
+    if self.learn is not None and is_wrapped(self.learn.model):   # distributed: the same channels on every rank, then DDP on the new parameters
+        check_same_on_all_ranks(pruning_plan(self), 'pruning plan')
+        self.learn.model = rewrap(self.learn.model, self.model)
     track_pruning(self.learn if self.learn is not None else self.model, pruning_record(self))
     for cb in getattr(self.learn, 'cbs', []):
         if isinstance(cb, ScheduledCallback): cb.after_prune(moved)
