@@ -141,7 +141,7 @@ def test_sparsify_masks_same_on_both_ranks(trained, name):
 def test_saved_on_rank0_loads_in_one_process_and_in_ddp(trained):
     (r0, r1), tmp = trained
     files = sorted(p.name for p in (Path(tmp)/'models').iterdir())
-    assert files == ['pruned.pruning.pth', 'pruned.pth']
+    assert files == ['pruned.pth']   # the pruning record travels inside the checkpoint
     assert (Path(tmp)/'export.pkl').exists()
     learn = Learner(digits_dls(bs=32), digits_cnn(WIDTH), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, path=tmp)
     load_pruned_learner(learn, 'pruned')                      # one process, no process group
