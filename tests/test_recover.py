@@ -147,9 +147,6 @@ def test_lr_rewinding_replays_the_schedule():
     with pytest.raises(ValueError, match='`rewind_epoch`'): fit_rewound(learn, rec.schedule, rewind_epoch=3)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="SparsifyCallback keeps masks shaped for the dense model: once PruneCallback removes channels in the same fit, "
-                          "Sparsifier.sparsify_model fails on a size mismatch (sparse layer, not the distillation callback)")
 def test_prune_sparsify_and_distill_in_one_fit():
     from fasterai_prune.sparse.sparsify_callback import SparsifyCallback
     from fasterai_prune.core.criteria import large_final
