@@ -155,3 +155,9 @@ def test_prune_sparsify_and_distill_in_one_fit():
     learn = _learner(copy.deepcopy(teacher))
     learn.fit(1, 1e-2, cbs=[PruneCallback(50, context='global'), SparsifyCallback(50, 'weight', 'global', large_final, 'agp'),
                             KnowledgeDistillationCallback(teacher)])
+    convs = [m for m in learn.model.modules() if isinstance(m, nn.Conv2d)]
+    kept = sum(m.out_channels for m in convs) / sum(m.out_channels for m in teacher.modules() if isinstance(m, nn.Conv2d))
+    zeros = sum(int((m.weight == 0).sum()) for m in convs) / sum(m.weight.numel() for m in convs)
+    assert kept < 0.8, f"channels kept: {kept:.3f}"              # the structured prune happened
+    assert zeros == pytest.approx(0.5, abs=0.05), f"zeros: {zeros:.3f}"   # and the survivors are half zero
+    assert learn.model(torch.randn(2, 1, 16, 16)).shape == (2, 10)
