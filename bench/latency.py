@@ -208,7 +208,7 @@ def main():
         print(f"| variant | GMACs/img | MACs speedup | wall ms (min–max) | wall speedup | wall / MACs speedup | CPU ms | CPU speedup | CPU / MACs speedup |")
         print(f"|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for k in runners:
-            base_k = k.split(' ')[0] if k.endswith('ort') else k
+            base_k = k[:-len(' ort')] if k.endswith('ort') else k
             suffix = k[len(k.split('+')[0]):] if '+' in k else ''
             ref = 'dense ort' if k.endswith('ort') else 'dense' + suffix
             mk = mac[base_k + '+fold' if k.endswith('ort') else k]
@@ -239,7 +239,7 @@ def main():
                 print(f"    {r[0]:<34}{100 * r[3] / tot_d:>6.1f}%{r[1]:>7.2f}×{r[2]:>7.2f}×{1e3 * lost(r):>7.1f}  {r[4]}")
     print("\n| model | variant | MACs speedup | wall speedup | wall / MACs | CPU speedup | CPU / MACs |\n|---|---|---:|---:|---:|---:|---:|")
     for name, k, ms, ls, cs in summary:
-        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned ort', '0.4.1+fold', '0.4.1 ort'):
+        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned ort', 'pruned r8 ort', '0.4.1+fold', '0.4.1 ort'):
             print(f"| {name} | {k} | {ms:.2f}× | {ls:.2f}× | {ls / ms:.2f} | {cs:.2f}× | {cs / ms:.2f} |")
     print("anchor: latency speedup >= 0.9 × MACs speedup (ratio >= 0.90) for resnet50 and mobilenet_v3_large")
 
