@@ -12,6 +12,7 @@ Diagnostic variants of ours (issue 12), prototyped here by options or a subclass
   final_recal BatchNorm statistics re-estimated on 8 training batches after fit (is the end-of-fit BN state stale?)
   bnreset     after every prune, BatchNorm running statistics reset and averaged cumulatively (momentum=None) over the
               next training batches, back to their momentum after 1/momentum steps: no extra forward pass
+  fix         bnreset with min_interval=8 (half as many prunes: the time share)
 fasterai 0.4.1 is imported from /work/.anchors (pip install --no-deps --target /work/.anchors fasterai==0.4.1).
 """
 import argparse, contextlib, cProfile, io, pstats, sys, time, warnings
@@ -74,8 +75,8 @@ def ours_callback(variant, ratio):
                 if hasattr(bn, '_fp_momentum'): bn.momentum = bn._fp_momentum
             super().after_fit()
     sched = {'start0': agp.with_window(start_pct=0.), 'end80': agp.with_window(end_pct=0.8)}.get(variant, agp)
-    kw = dict(min_interval=0.) if variant == 'every' else {}
-    cls = {'recal': RecalPruneCallback, 'bnreset': BNResetPruneCallback}.get(variant, PruneCallback)
+    kw = {'every': dict(min_interval=0.), 'fix': dict(min_interval=8.)}.get(variant, {})
+    cls = {'recal': RecalPruneCallback, 'bnreset': BNResetPruneCallback, 'fix': BNResetPruneCallback}.get(variant, PruneCallback)
     return cls(ratio, sched, 'global', large_final, **kw)
 
 def run(kind, ratio, args, seed):
