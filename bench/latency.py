@@ -1,14 +1,16 @@
 """CPU latency of dense vs pruned torchvision models: does the MACs reduction turn into a latency speedup?
 
 Run: nice -n -5 python bench/latency.py [--models resnet18 resnet50 mobilenet_v3_large convnext_tiny] [--rounds 7]
-        [--macs-kept 50] [--batch 8] [--threads 2] [--size 224] [--profile]
+        [--macs-kept 50] [--batch 8] [--threads 2] [--size 224] [--profile] [--channel-sweep]
+`--profile`: where the time goes, by kind of layer (convs/linears, depthwise convs, other modules, the rest), dense vs
+pruned. `--channel-sweep`: single convs timed at odd and round channel counts.
 For each model, the channel ratio (local context, large_final) that keeps about `--macs-kept`% of the MACs is found by
 bisection with fasterai_prune's `Pruner`; fasterai 0.4.1 is run at the same channel ratio (local). Variants:
   dense / pruned           eager PyTorch, contiguous (NCHW) memory
   +fold                    BatchNorms folded into the convs (`deploy.fold_bn`)
   +fold+cl                 ... and channels_last memory format for weights and input
   r8+fold                  pruned with round_to=8 (channel counts multiples of 8), folded
-  ort                      onnxruntime (CPU, same thread count) on the folded model (`deploy.export_onnx`)
+  ort                      onnxruntime (CPU, same thread count) on the folded model (`deploy.export_onnx`), r8 too
 Latency: wall time and process CPU time (all threads), median of `--rounds` rounds after 2 warm-up calls; within a round every variant runs once, in turn, so that
 load from other processes on a shared CPU hits all variants alike. Speedups are dense/pruned for the same deployment
 (`pruned+fold` against `dense+fold`, `ort` against dense `ort`). Anchor (issue 12): latency speedup >= 0.9 × MACs
@@ -85,34 +87,6 @@ def time_rounds(runners:dict, rounds:int) -> tuple:
             wall[k].append(time.perf_counter() - t); cpu[k].append(time.process_time() - c)
     med = lambda d: {k: statistics.median(v) for k, v in d.items()}
     return med(wall), med(cpu), {k: (min(v), max(v)) for k, v in wall.items()}
-
-def profile_ops(m, x, n=3) -> dict:
-    "Self CPU seconds per call by operator type (conv, batch_norm, relu...), from torch.profiler"
-    from torch.profiler import profile, ProfilerActivity
-    with torch.inference_mode():
-        m(x)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(n): m(x)
-    res = {}
-    for e in prof.key_averages():
-        k = e.key.replace('aten::', '')
-        if k in ('conv2d', 'convolution', '_convolution', 'linear', 'batch_norm', '_batch_norm_impl_index'): continue  # wrappers
-        res[k] = res.get(k, 0.) + e.self_cpu_time_total / 1e6 / n
-    return res
-
-def conv_profile(m, x) -> list:
-    "Per conv: (name, MACs, seconds per call), timed alone with hooks (median of 5)"
-    rows, ins = [], {}
-    hs = [c.register_forward_hook(lambda mod, i, o, n=n: ins.__setitem__(n, (mod, i[0], o.numel()))) for n, c in m.named_modules() if isinstance(c, nn.Conv2d)]
-    with torch.inference_mode(): m(x)
-    for h in hs: h.remove()
-    for n, (c, inp, nout) in ins.items():
-        ts = []
-        with torch.inference_mode():
-            c(inp)
-            for _ in range(5): t = time.perf_counter(); c(inp); ts.append(time.perf_counter() - t)
-        rows.append((n, nout * c.weight[0].numel(), statistics.median(ts), tuple(c.weight.shape)))
-    return rows
 
 def kind_of(m:nn.Module) -> str:
     "'conv/linear' (MACs fall with in × out channels), 'depthwise conv' or 'other module' (time falls with channels)"
@@ -208,7 +182,7 @@ def main():
         print(f"| variant | GMACs/img | MACs speedup | wall ms (min–max) | wall speedup | wall / MACs speedup | CPU ms | CPU speedup | CPU / MACs speedup |")
         print(f"|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for k in runners:
-            base_k = k.split(' ')[0] if k.endswith('ort') else k
+            base_k = k[:-len(' ort')] if k.endswith('ort') else k
             suffix = k[len(k.split('+')[0]):] if '+' in k else ''
             ref = 'dense ort' if k.endswith('ort') else 'dense' + suffix
             mk = mac[base_k + '+fold' if k.endswith('ort') else k]
@@ -218,28 +192,9 @@ def main():
                   f"| {1e3 * cpu[k]:.1f} | {cs:.2f}× | {cs / ms:.2f} |")
             summary.append((name, k, ms, ls, cs))
         if args.profile: amdahl(variants['dense+fold'][0], variants['pruned+fold'][0], x, x1, ratio)
-        if args.profile and False:
-            pd, pp = profile_ops(variants['dense+fold'][0], x), profile_ops(variants['pruned+fold'][0], x)
-            print(f"\nprofile (self CPU ms per call, folded models): op | dense | pruned | speedup")
-            for k in sorted(pd, key=lambda k: -pd[k])[:8]:
-                print(f"  {k:<28}{1e3 * pd[k]:>9.1f}{1e3 * pp.get(k, 0.):>9.1f}{pd[k] / max(pp.get(k, 1e-9), 1e-9):>8.2f}×")
-            cd, cp = conv_profile(variants['dense+fold'][0], x), conv_profile(variants['pruned+fold'][0], x)
-            rows = []
-            for (n, mk_d, t_d, sh_d), (_, mk_p, t_p, sh_p) in zip(cd, cp): rows.append((n, mk_d / mk_p, t_d / t_p, t_d, sh_p))
-            tot_d, tot_p = sum(r[2] for r in cd), sum(r[2] for r in cp)
-            print(f"convs timed alone: dense {1e3 * tot_d:.0f} ms, pruned {1e3 * tot_p:.0f} ms ({tot_d / tot_p:.2f}×) for "
-                  f"{sum(r[1] for r in cd) / sum(r[1] for r in cp):.2f}× fewer conv MACs")
-            dw = lambda rows: [r for r in rows if r[3][1] == 1 and r[3][2] > 1]   # depthwise: 1 input channel per group
-            if dw(cd): print(f"  depthwise convs: {1e3 * sum(r[2] for r in dw(cd)):.0f} → {1e3 * sum(r[2] for r in dw(cp)):.0f} ms, "
-                             f"{100 * sum(r[1] for r in dw(cd)) / sum(r[1] for r in cd):.1f}% of dense conv MACs")
-            print("  convs losing most time against their MACs speedup (share of dense conv time, MACs speedup, time speedup, "
-                  "ms lost = pruned time - dense time / MACs speedup, pruned weight shape):")
-            lost = lambda r: r[3] / r[2] - r[3] / r[1]
-            for r in sorted(rows, key=lambda r: -lost(r))[:6]:
-                print(f"    {r[0]:<34}{100 * r[3] / tot_d:>6.1f}%{r[1]:>7.2f}×{r[2]:>7.2f}×{1e3 * lost(r):>7.1f}  {r[4]}")
     print("\n| model | variant | MACs speedup | wall speedup | wall / MACs | CPU speedup | CPU / MACs |\n|---|---|---:|---:|---:|---:|---:|")
     for name, k, ms, ls, cs in summary:
-        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned ort', '0.4.1+fold', '0.4.1 ort'):
+        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned ort', 'pruned r8 ort', '0.4.1+fold', '0.4.1 ort'):
             print(f"| {name} | {k} | {ms:.2f}× | {ls:.2f}× | {ls / ms:.2f} | {cs:.2f}× | {cs / ms:.2f} |")
     print("anchor: latency speedup >= 0.9 × MACs speedup (ratio >= 0.90) for resnet50 and mobilenet_v3_large")
 

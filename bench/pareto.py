@@ -60,14 +60,17 @@ def mnist1d_cnn(width:int=32) -> nn.Sequential:
     return nn.Sequential(cbr1d(1, w, 5), cbr1d(w, w), cbr1d(w, 2 * w, 3, 2), cbr1d(2 * w, 2 * w), cbr1d(2 * w, 4 * w, 3, 2),
                          cbr1d(4 * w, 4 * w), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4 * w, 10))
 
-TASKS = {  # data, model, example input, epochs, lr, ratio sweeps (ours, fasterai 0.4.1) chosen to span 60%..3% MACs kept
+TASKS = {  # data, model, example input, epochs, lr, channel-ratio sweeps (ours, fasterai 0.4.1) that span ~60%..2% MACs kept
     'digits': dict(dls=lambda seed: digits_dls(seed=seed, device='cpu'), model=lambda: digits_cnn(32), x1=(1, 1, 16, 16),
-                   epochs=4, lr=1e-2, ours=[20, 35, 50, 65, 78, 86, 91], old=[15, 30, 45, 60, 72, 82, 89]),
+                   epochs=4, lr=1e-2, ours=[15, 35, 55, 72, 84, 90], old=[15, 35, 55, 72, 84, 90]),
     'mnist1d': dict(dls=lambda seed: mnist1d_dls(seed=seed), model=lambda: mnist1d_cnn(8), x1=(1, 1, 40),
-                    epochs=6, lr=1e-2, ours=[20, 35, 50, 65, 78, 86, 91], old=[15, 30, 45, 60, 72, 82, 89]),
+                    epochs=6, lr=1e-2, ours=[15, 35, 55, 72, 84, 90], old=[15, 35, 55, 72, 84, 90]),
 }
 
 def callback(lib:str, ratio:float, x1:tuple):
+    if lib == 'bnreset':   # ours with BatchNorm running statistics restarted after every prune (bench/prune_callback.py)
+        sys.path.insert(0, str(Path(__file__).parent)); from prune_callback import ours_callback
+        return ours_callback('bnreset', ratio)
     if lib == 'ours':
         from fasterai_prune.prune.prune_callback import PruneCallback
         from fasterai_prune.core.schedule import agp
@@ -113,7 +116,7 @@ def sweep(task:str, lib:str, ratios:list, seeds:list, epochs:int) -> dict:
 def plot(task:str, results:dict, dense:float, path:Path):
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for lib, label in (('ours', 'fasterai_prune'), ('old', 'fasterai 0.4.1')):
+    for lib, label in (('ours', 'fasterai_prune'), ('old', 'fasterai 0.4.1'), ('bnreset', 'fasterai_prune + BN restart')):
         if lib not in results: continue
         runs = [r for rs in results[lib].values() for r in rs]
         ax.scatter([r['macs'] for r in runs], [r['acc'] for r in runs], s=10, alpha=0.4)
@@ -122,22 +125,25 @@ def plot(task:str, results:dict, dense:float, path:Path):
     ax.axhline(dense, ls='--', c='gray', label=f'dense {dense:.3f}')
     ax.set_xscale('log'); ax.set_xlabel('MACs kept (%)'); ax.set_ylabel('accuracy'); ax.invert_xaxis()
     ax.set_title(f"{task}: PruneCallback agp global, {len(next(iter(results.values())))} seeds"); ax.legend(fontsize=8)
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    path = path.with_name(path.stem + ('_' + '_'.join(results) if set(results) - {'ours', 'old'} else '') + path.suffix)
+    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig); print(f"plot: {path}")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); ap.add_argument('--epochs', type=int, default=None)
     ap.add_argument('--quick', action='store_true'); ap.add_argument('--no-plot', action='store_true')
+    ap.add_argument('--libs', nargs='+', default=['ours', 'old'], choices=['ours', 'old', 'bnreset'],
+                    help="ours, old (fasterai 0.4.1), bnreset (ours + the BatchNorm restart of bench/prune_callback.py)")
     ap.add_argument('--threads', type=int, default=1, help='torch threads (1: least hurt by a shared, oversubscribed CPU)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick: args.seeds, args.tasks = args.seeds[:1], ['digits']
-    try:
-        import fasterai  # noqa: F401
-        libs = ['ours', 'old']
-    except ImportError:
-        print('fasterai 0.4.1 is not installed (pip install --no-deps --target /work/.anchors fasterai==0.4.1): only ours'); libs = ['ours']
+    libs = list(args.libs)
+    if 'old' in libs:
+        try: import fasterai  # noqa: F401
+        except ImportError:
+            print('fasterai 0.4.1 is not installed (pip install --no-deps --target /work/.anchors fasterai==0.4.1)'); libs.remove('old')
     tables = []
     for task in args.tasks:
         t = TASKS[task]; epochs = args.epochs or t['epochs']
@@ -145,23 +151,26 @@ def main():
         dense = [run(task, 'ours', 0, s, epochs)['acc'] for s in args.seeds]
         print(f"  dense accuracy: {np.mean(dense):.4f} ({' '.join(f'{a:.4f}' for a in dense)})", flush=True)
         results = {}
-        for lib in libs:
-            ratios = t[lib]
-            if args.quick: ratios = ratios[1::2]
-            results[lib] = sweep(task, lib, ratios, args.seeds, epochs)
+        for lib in list(libs):
+            ratios = t['ours' if lib == 'bnreset' else lib]
+            if args.quick: ratios = ratios[::2]
+            try: results[lib] = sweep(task, lib, ratios, args.seeds, epochs)
+            except Exception as e:   # fasterai 0.4.1 has no Conv1d support, for one
+                print(f"  {lib} fails on {task}: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}", flush=True)
+        libs_ok = [l for l in libs if l in results]
+        names = {'ours': 'fasterai_prune', 'old': 'fasterai 0.4.1', 'bnreset': 'fasterai_prune + BN restart'}
         lines = [f"\n### {task} ({epochs} epochs, seeds {args.seeds}; dense {np.mean(dense):.4f}): accuracy at MACs kept, mean [min] over seeds",
-                 "| MACs kept | fasterai_prune | fasterai 0.4.1 | difference |", "|---:|---:|---:|---:|"]
+                 "| MACs kept | " + " | ".join(names[l] for l in libs_ok) + " |", "|---:|" + "---:|" * len(libs_ok)]
         for b in BUDGETS:
             cell = {}
-            for lib in libs:
+            for lib in libs_ok:
                 v = [interp(rs, b) for rs in results[lib].values()]
                 cell[lib] = (np.mean(v), np.min(v)) if not any(math.isnan(x) for x in v) else (float('nan'), float('nan'))
             fmt = lambda lib: f"{cell[lib][0]:.4f} [{cell[lib][1]:.4f}]" if lib in cell and not math.isnan(cell[lib][0]) else 'out of sweep'
-            diff = f"{cell['ours'][0] - cell['old'][0]:+.4f}" if 'old' in cell and not math.isnan(cell['ours'][0] - cell['old'][0]) else '-'
-            lines.append(f"| {b}% | {fmt('ours')} | {fmt('old')} | {diff} |")
+            lines.append(f"| {b}% | " + " | ".join(fmt(l) for l in libs_ok) + " |")
         print('\n'.join(lines), flush=True); tables += lines
         if not args.no_plot:
-            path = ROOT/'docs'/f'pareto_{task}.png'; plot(task, results, float(np.mean(dense)), path); print(f"plot: {path}")
+            plot(task, results, float(np.mean(dense)), ROOT/'docs'/f'pareto_{task}.png')
     print('\n'.join(tables))
     print("anchor: at every budget, fasterai_prune's mean accuracy >= fasterai 0.4.1's")
 

@@ -10,6 +10,9 @@ Diagnostic variants of ours (issue 12), prototyped here by options or a subclass
   every       min_interval=0: a prune at every step the schedule moves
   recal       BatchNorm running statistics re-estimated on the current batch after every prune
   final_recal BatchNorm statistics re-estimated on 8 training batches after fit (is the end-of-fit BN state stale?)
+  bnreset     after every prune, BatchNorm running statistics reset and averaged cumulatively (momentum=None) over the
+              next training batches, back to their momentum after 1/momentum steps: no extra forward pass
+  fix         bnreset with min_interval=8 (half as many prunes: the time share)
 fasterai 0.4.1 is imported from /work/.anchors (pip install --no-deps --target /work/.anchors fasterai==0.4.1).
 """
 import argparse, contextlib, cProfile, io, pstats, sys, time, warnings
@@ -54,9 +57,26 @@ def ours_callback(variant, ratio):
         def after_step(self):
             n = len(self.history); super().after_step()
             if len(self.history) > n: recalibrate_bn(self.model, [self.xb[0]]); self.model.train()
+    class BNResetPruneCallback(PruneCallback):
+        "After each prune, restart the BatchNorm running averages: cumulative over the next 1/momentum steps"
+        def after_step(self):
+            n = len(self.history); super().after_step()
+            bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+            if len(self.history) > n:
+                for bn in bns:
+                    if bn.momentum is not None: bn._fp_momentum = bn.momentum
+                    bn.reset_running_stats(); bn.momentum = None
+                self._reset_iter = self.train_iter
+            elif getattr(self, '_reset_iter', None) is not None and self.train_iter - self._reset_iter >= 10:
+                for bn in bns: bn.momentum = getattr(bn, '_fp_momentum', 0.1)
+                self._reset_iter = None
+        def after_fit(self):
+            for bn in self.model.modules():
+                if hasattr(bn, '_fp_momentum'): bn.momentum = bn._fp_momentum
+            super().after_fit()
     sched = {'start0': agp.with_window(start_pct=0.), 'end80': agp.with_window(end_pct=0.8)}.get(variant, agp)
-    kw = dict(min_interval=0.) if variant == 'every' else {}
-    cls = RecalPruneCallback if variant == 'recal' else PruneCallback
+    kw = {'every': dict(min_interval=0.), 'fix': dict(min_interval=8.)}.get(variant, {})
+    cls = {'recal': RecalPruneCallback, 'bnreset': BNResetPruneCallback, 'fix': BNResetPruneCallback}.get(variant, PruneCallback)
     return cls(ratio, sched, 'global', large_final, **kw)
 
 def run(kind, ratio, args, seed):
