@@ -260,6 +260,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                   'fasterai_prune/deploy/fold_bn.py'),
                                                'fasterai_prune.deploy.fold_bn._model_of': ( 'deploy.fold_bn.html#_model_of',
                                                                                             'fasterai_prune/deploy/fold_bn.py'),
+                                               'fasterai_prune.deploy.fold_bn._n_out': ( 'deploy.fold_bn.html#_n_out',
+                                                                                         'fasterai_prune/deploy/fold_bn.py'),
                                                'fasterai_prune.deploy.fold_bn._pairs_by_fx': ( 'deploy.fold_bn.html#_pairs_by_fx',
                                                                                                'fasterai_prune/deploy/fold_bn.py'),
                                                'fasterai_prune.deploy.fold_bn._pairs_by_run': ( 'deploy.fold_bn.html#_pairs_by_run',

@@ -14,13 +14,21 @@ from .core.measure import *
 from .core.learner import *
 from .core.callback import *
 from .core.batchnorm import *
+from .core.budget import *
 from .data import *
 from .prune.pruner import *
 from .prune.prune_callback import *
 from .prune.io import *
+from .prune.distributed import *
 from .sparse.sparsifier import *
 from .sparse.sparsify_callback import *
 from .recover.batchnorm import *
+from .recover.distill import *
+from .recover.rewind import *
+from .analyze.sensitivity import *
+from .analyze.report import *
+from .deploy.fold_bn import *
+from .deploy.onnx import *
 
 # %% ../nbs/99_all.ipynb #b3591bf6
 __all__ = [n for n in globals() if not n.startswith('_')]   # every name the modules above export
