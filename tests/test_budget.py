@@ -3,20 +3,22 @@ import pytest, torch
 import torch.nn as nn
 import torch_pruning as tp
 from torchvision.models import resnet18, resnet50
-from torchvision.models.vision_transformer import VisionTransformer
 from fasterai_prune.prune.pruner import Pruner
 
-def small_vit(): return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10)
+def vit_tiny():
+    timm = pytest.importorskip('timm', reason='the ViT case needs the timm extra')
+    return timm.create_model('vit_tiny_patch16_224', pretrained=False, img_size=64, num_classes=10)
 
-MODELS = {'resnet18': (resnet18, (1, 3, 64, 64)), 'resnet50': (resnet50, (1, 3, 64, 64)), 'vit': (small_vit, (1, 3, 32, 32))}
+MODELS = {'resnet18': (resnet18, (1, 3, 64, 64)), 'resnet50': (resnet50, (1, 3, 64, 64)), 'vit': (vit_tiny, (1, 3, 64, 64))}
+FAST = {('resnet18', 'global'), ('resnet18', 'local'), ('vit', 'global')}   # the rest is marked slow
+CASES = [pytest.param(n, t, c, marks=() if (n, c) in FAST else pytest.mark.slow, id=f'{c}-{n}-{t}')
+         for c in ('global', 'local') for n in MODELS for t in ('macs', 'params')]
 
 def measured(model, x, target):
     macs, params = tp.utils.count_ops_and_params(model, x)
     return macs if target == 'macs' else params
 
-@pytest.mark.parametrize('target', ['macs', 'params'])
-@pytest.mark.parametrize('name', list(MODELS))
-@pytest.mark.parametrize('context', ['global', 'local'])
+@pytest.mark.parametrize('name,target,context', CASES)
 def test_budget_lands_within_a_point(name, target, context):
     make, shape = MODELS[name]
     torch.manual_seed(0)
