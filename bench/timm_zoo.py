@@ -103,7 +103,10 @@ def table(fams:dict, results:dict, contexts:list) -> str:
             counts.append(f"{lib} {c}: {sum(r['status'] == 'ok' for r in run)}/{len(run)} ok of {len(fams)} families")
     worse = [f"{n} ({c})" for n in fams.values() for c in contexts
              if results.get((n, c, 'tp'), {}).get('status') == 'ok' and results.get((n, c, 'fasterai_prune'), {}).get('status', 'ok') != 'ok']
-    return '\n'.join(lines) + '\n\n' + '; '.join(counts) + '.\n\nFamilies where plain torch-pruning is ok and `Pruner` is not: ' + (', '.join(worse) or 'none') + '.\n'
+    measured = any(k[2] == 'tp' for k in results)
+    worse_line = ('Families where plain torch-pruning is ok and `Pruner` is not: ' + (', '.join(worse) or 'none') if measured
+                  else 'Plain torch-pruning was not measured in this run')
+    return '\n'.join(lines) + '\n\n' + '; '.join(counts) + '.\n\n' + worse_line + '.\n'
 
 def main():
     ap = argparse.ArgumentParser()
