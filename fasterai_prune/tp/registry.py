@@ -8,12 +8,13 @@ import torch.nn as nn
 from .adapters import Adapter, CustomOps
 from .torchvision import TorchvisionAdapter
 from .timm import TimmAdapter
+from .hf import HFAdapter
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'default_custom_ops', 'attention_heads', 'restore_attention_dims']
 
 # %% ../../nbs/09b_tp.registry.ipynb #b945e732
-ADAPTERS = [TimmAdapter(), TorchvisionAdapter()]   # general rules first, specific classes last (they win)
+ADAPTERS = [TimmAdapter(), TorchvisionAdapter(), HFAdapter()]   # general rules first, specific classes last (they win)
 
 def default_custom_ops(model:nn.Module, adapters:list|None=None) -> CustomOps:
     "What the registered `adapters` (default `ADAPTERS`) say about `model`"
