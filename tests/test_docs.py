@@ -38,9 +38,9 @@ def test_every_module_with_an_all_gets_a_page(tmp_path):
     assert read_all(tmp_path/'fasterai_prune'/'all.py') is None
 
 def test_repository_paths_map_to_site_pages():
-    assert [repo_to_site(p) for p in ['docs/zoo.md', 'nbs/tutorials/pruner.ipynb', 'nbs/11_prune.pruner.ipynb',
+    assert [repo_to_site(p) for p in ['docs/zoo.md', 'nbs/tutorials/pruner.ipynb', 'nbs/32_prune.pruner.ipynb',
                                       'fasterai_prune/core/ratio.py', 'README.md', 'bench/zoo.py']] == [
-        'zoo.md', 'tutorials/pruner.ipynb', 'notebooks/11_prune.pruner.ipynb', 'api/core.ratio.md', 'index.md', None]
+        'zoo.md', 'tutorials/pruner.ipynb', 'notebooks/32_prune.pruner.ipynb', 'api/core.ratio.md', 'index.md', None]
 
 def test_site_notebooks_drop_hidden_cells_and_directives():
     nb = {'metadata': {}, 'cells': [{'cell_type': 'code', 'source': ['#| hide\n', 'import x'], 'outputs': []},

@@ -2,7 +2,7 @@
 
 Each model is built from a tiny config at random init: after the prune it runs with its original output shape and
 fewer parameters, and `save_pretrained` → `from_pretrained` gives back the same logits. Until the tp registry passes
-the adapter's outputs to torch-pruning, the adapter's outputs go in as keyword arguments (see nbs/09z_tp.hf.ipynb)."""
+the adapter's outputs to torch-pruning, the adapter's outputs go in as keyword arguments (see nbs/15_tp.hf.ipynb)."""
 import copy, os, subprocess, sys, tempfile, warnings
 import pytest, torch
 import torch.nn as nn
