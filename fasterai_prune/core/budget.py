@@ -9,8 +9,8 @@ import torch.nn as nn
 from .measure import count_layer_macs, eval_mode, call_model, as_plain
 
 # %% auto #0
-__all__ = ['TARGETS', 'check_target', 'LayerCost', 'layer_costs', 'layer_latency', 'measure_latency', 'Member', 'kept_share',
-           'channel_cost', 'removals_for_budget']
+__all__ = ['TARGETS', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'layer_latency', 'measure_latency', 'Member',
+           'kept_share', 'channel_cost', 'removals_for_budget']
 
 # %% ../../nbs/07_core.budget.ipynb #44bc37a7
 TARGETS = ('channels', 'params', 'macs', 'latency')
@@ -56,6 +56,21 @@ def layer_costs(model:nn.Module, # Model to measure
     return res
 
 # %% ../../nbs/07_core.budget.ipynb #39f501c6
+def median_seconds(fn, # Called with no argument
+                   warmup:int=3, # Untimed calls first
+                   repeats:int=10, # Timed calls; the median is kept
+                   cuda:bool=False, # Synchronize CUDA around each call
+                  ) -> float:
+    "Median seconds of `fn()` over `repeats` calls, after `warmup` calls"
+    for _ in range(warmup): fn()
+    times = []
+    for _ in range(repeats):
+        if cuda: torch.cuda.synchronize()
+        t = time.perf_counter(); fn()
+        if cuda: torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
 @torch.no_grad()
 def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed runs first
                   repeats:int=10, # Timed runs; the median is kept
@@ -69,18 +84,7 @@ def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed runs 
         with eval_mode(model): call_model(model, as_plain(example_inputs))
     finally:
         for h in hs: h.remove()
-    res = {}
-    with eval_mode(model):
-        for m, inp in inputs.items():
-            for _ in range(warmup): m(*inp)
-            times = []
-            for _ in range(repeats):
-                if inp[0].is_cuda: torch.cuda.synchronize()
-                t = time.perf_counter(); m(*inp)
-                if inp[0].is_cuda: torch.cuda.synchronize()
-                times.append(time.perf_counter() - t)
-            res[m] = statistics.median(times)
-    return res
+    with eval_mode(model): return {m: median_seconds(lambda: m(*inp), warmup, repeats, inp[0].is_cuda) for m, inp in inputs.items()}
 
 # %% ../../nbs/07_core.budget.ipynb #9d9afd28
 @torch.no_grad()
@@ -89,15 +93,7 @@ def measure_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed run
                    ) -> float:
     "Median seconds of one forward pass of `model` on `example_inputs`, in eval mode"
     x = as_plain(example_inputs)
-    cuda = next(model.parameters()).is_cuda
-    times = []
-    with eval_mode(model):
-        for i in range(warmup + repeats):
-            if cuda: torch.cuda.synchronize()
-            t = time.perf_counter(); call_model(model, x)
-            if cuda: torch.cuda.synchronize()
-            if i >= warmup: times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    with eval_mode(model): return median_seconds(lambda: call_model(model, x), warmup, repeats, next(model.parameters()).is_cuda)
 
 # %% ../../nbs/07_core.budget.ipynb #f78a8510
 class Member(NamedTuple):

@@ -11,8 +11,8 @@ import torch_pruning as tp
 from torch.overrides import TorchFunctionMode
 
 # %% auto #0
-__all__ = ['Adapter', 'ExplicitSplits', 'opaque_forward', 'keep_indices', 'replace_param', 'prune_norm', 'FixedChannelsPruner',
-           'SizeRecord', 'record_sizes', 'rederive_sizes', 'CustomOps']
+__all__ = ['Adapter', 'ExplicitSplits', 'opaque_forward', 'keep_indices', 'replace_param', 'prune_linear_outputs', 'prune_norm',
+           'FixedChannelsPruner', 'SizeRecord', 'record_sizes', 'rederive_sizes', 'CustomOps']
 
 # %% ../../nbs/12_tp.adapters.ipynb #d5f63acc
 class Adapter:
@@ -90,6 +90,15 @@ def replace_param(module:nn.Module, name:str, # The parameter `module.name`
     if p is None: return
     new = nn.Parameter(torch.index_select(p.data, dim, keep.to(p.device)), requires_grad=p.requires_grad)
     setattr(module, name, new)
+
+def prune_linear_outputs(linear:nn.Linear, # The layer to cut
+                         idxs, # Output features to remove
+                        ) -> nn.Linear:
+    "Cut the output features at `idxs` from `linear`: rows of its weight, entries of its bias"
+    keep = keep_indices(linear.out_features, idxs)
+    replace_param(linear, 'weight', keep, 0); replace_param(linear, 'bias', keep, 0)
+    linear.out_features = len(keep)
+    return linear
 
 def prune_norm(norm:nn.Module, # A LayerNorm or BatchNorm
                keep:torch.Tensor, # Channels kept

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch_pruning as tp
-from .adapters import Adapter, keep_indices, replace_param
+from .adapters import Adapter, keep_indices, replace_param, prune_linear_outputs
 from .torchvision import PatchMergingPruner
 
 # %% auto #0
@@ -52,9 +52,7 @@ def extra_filter_params(m:nn.Module) -> list:
 class AttentionEdgesPruner(tp.pruner.function.BasePruningFunc):
     "Customized pruner of an opaque attention block: inputs of `qkv` and outputs of `proj` pruned, the attention width kept"
     def prune_out_channels(self, layer, idxs):
-        keep = keep_indices(layer.proj.out_features, idxs)
-        replace_param(layer.proj, 'weight', keep, 0); replace_param(layer.proj, 'bias', keep, 0)
-        layer.proj.out_features = len(keep)
+        prune_linear_outputs(layer.proj, idxs)
         return layer
     def prune_in_channels(self, layer, idxs):
         keep = keep_indices(layer.qkv.in_features, idxs)

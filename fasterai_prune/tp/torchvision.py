@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 from torchvision.models import swin_transformer as _swin, maxvit as _maxvit, shufflenetv2 as _shufflenet
-from .adapters import Adapter, keep_indices, replace_param, prune_norm
+from .adapters import Adapter, keep_indices, replace_param, prune_norm, prune_linear_outputs
 
 # %% auto #0
 __all__ = ['SwinAttentionPruner', 'PatchMergingPruner', 'TorchvisionAdapter']
@@ -17,9 +17,7 @@ __all__ = ['SwinAttentionPruner', 'PatchMergingPruner', 'TorchvisionAdapter']
 class SwinAttentionPruner(tp.pruner.function.BasePruningFunc):
     "Customized pruner of torchvision's `ShiftedWindowAttention(V2)`, whose head size follows its input channels"
     def prune_out_channels(self, layer, idxs):
-        keep = keep_indices(layer.proj.out_features, idxs)
-        replace_param(layer.proj, 'weight', keep, 0); replace_param(layer.proj, 'bias', keep, 0)
-        layer.proj.out_features = len(keep)
+        prune_linear_outputs(layer.proj, idxs)
         return layer
     def prune_in_channels(self, layer, idxs):
         # `shifted_window_attention` splits `qkv` into heads of size C // num_heads, C the input channels: losing k
