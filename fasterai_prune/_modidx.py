@@ -870,6 +870,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                     'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner.set_budget': ( 'tp.planner.html#dependencypruner.set_budget',
                                                                                                       'fasterai_prune/tp/planner.py'),
+                                           'fasterai_prune.tp.planner.DependencyPruner.shares_applied': ( 'tp.planner.html#dependencypruner.shares_applied',
+                                                                                                          'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner.target_keep': ( 'tp.planner.html#dependencypruner.target_keep',
                                                                                                        'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.GroupInfo': ( 'tp.planner.html#groupinfo',

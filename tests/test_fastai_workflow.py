@@ -9,7 +9,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback
 from fastai.vision.learner import vision_learner
 from fastai.vision.data import ImageDataLoaders
-from fastai.tabular.all import TabularDataLoaders, tabular_learner, Categorify, Normalize
+from fastai.tabular.all import TabularDataLoaders, tabular_learner, Categorify, Normalize, CategoryBlock
 from torchvision.models import resnet18
 from sklearn.datasets import load_breast_cancer
 from fasterai_prune.all import *
@@ -165,12 +165,11 @@ def test_tabular_learner_prune_and_sparsify():
     d = load_breast_cancer(as_frame=True)
     df = d.frame.rename(columns=lambda c: c.replace(' ', '_'))
     conts = [c for c in df.columns if c != 'target']
-    dls = TabularDataLoaders.from_df(df, procs=[Normalize], cont_names=conts, y_names='target', y_block=None, bs=64,
+    dls = TabularDataLoaders.from_df(df, procs=[Normalize], cont_names=conts, y_names='target', y_block=CategoryBlock(), bs=64,
                                      valid_idx=list(range(0, len(df), 5)))
     torch.manual_seed(0)
     sc = SparsifyCallback(50, verbose=False)
-    learn = tabular_learner(dls, layers=[64, 32], metrics=accuracy, cbs=[PruneCallback(30), sc], n_out=2,
-                            loss_func=nn.CrossEntropyLoss())
+    learn = tabular_learner(dls, layers=[64, 32], metrics=accuracy, cbs=[PruneCallback(30), sc])
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-2)
     assert [m.out_features for m in learn.model.modules() if isinstance(m, nn.Linear)] == [44, 22, 2]
     assert 'Linear' in sc.describe()

@@ -105,7 +105,7 @@ class DependencyPruner(tp.pruner.BasePruner):
 
     def target_keep(self, progress:float) -> dict:
         "Channels each group root should have at `progress`, before any global reallocation"
-        return {g.root: int(g.channels * (1 - share)) for g, share in zip(self.groups, self.local_shares(progress))}
+        return {g.root: int(g.channels * (1 - share)) for g, share in zip(self.groups, self.shares_applied(progress))}
 
 # %% ../../nbs/19_tp.planner.ipynb #097d742b
 @patch
@@ -203,7 +203,7 @@ def prune_to(self:DependencyPruner, progress:float) -> list:
     finally: self.importance.cache = None
 
 # %% ../../nbs/19_tp.planner.ipynb #cbc7ddc1
-DependencyPruner.target, DependencyPruner.keep_offset = 'channels', 0.
+DependencyPruner.target, DependencyPruner.keep_offset, DependencyPruner.last_share = 'channels', 0., 0.
 
 @patch
 def set_budget(self:DependencyPruner, target:str, # One of `core.budget.TARGETS`
@@ -258,7 +258,13 @@ def local_shares(self:DependencyPruner, progress:float) -> list:
         mid = (lo + hi) / 2
         if kept_share(self.costs, members, self._local_removed(mid), self.target) <= keep: hi = mid
         else: lo = mid
+    self.last_share = max(self.last_share, hi)   # a measured budget may take more than the first plan
     return [hi] * len(self.groups)
+
+@patch
+def shares_applied(self:DependencyPruner, progress:float) -> list:
+    "The local shares a prune to `progress` asked for: the ratios, or for a budget the largest share it applied"
+    return self.local_shares(progress) if self.target == 'channels' else [self.last_share] * len(self.groups)
 
 # %% ../../nbs/19_tp.planner.ipynb #44f484cb
 @patch
