@@ -231,7 +231,8 @@ def _check_pruned(self:Pruner) -> str|None:
     for m in self.model.modules():
         if isinstance(m, (*CONV_TYPES, nn.Linear)) and 0 in m.weight.shape: return f"layer '{names[m]}' has no channels left"
     if self.context == 'local':
-        for (root, fn, n0, r, _), keep in zip(self.graph.groups, self.graph.target_keep(self.progress).values()):
+        for (root, fn, n0, r, grouped), keep in zip(self.graph.groups, self.graph.target_keep(self.progress).values()):
+            if grouped and self.target != 'channels': continue   # a budget's share is not a whole number of heads or channel groups
             n = self.graph.channels(root, fn)
             if n is not None and n < keep - (self.round_to or 1) + 1:
                 return f"layer '{names.get(root, type(root).__name__)}' kept {n} channels where {keep} were asked"
