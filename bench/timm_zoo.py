@@ -10,8 +10,9 @@ fewer parameters. `tp` is plain torch-pruning's `MetaPruner` (L2 magnitude, clas
 With --out, the timm section of that file (from '## timm' to the end) is replaced.
 """
 from __future__ import annotations
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
+from zoo import run_child   # bench/zoo.py, beside this script
 
 CACHE = Path(__file__).with_name('timm_families.json')
 
@@ -73,16 +74,7 @@ def run_one(name:str, context:str, lib:str) -> dict:
 
 def run_isolated(name, context, lib, timeout) -> dict:
     "`run_one` in a subprocess, with a time limit"
-    t0 = time.time()
-    cmd = [sys.executable, __file__, '--child', json.dumps([name, context, lib])]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-        line = next((l for l in reversed(r.stdout.splitlines()) if l.startswith('{')), None)
-        if line: return json.loads(line)
-        err = (r.stderr.strip().splitlines() or ['no output'])[-1]
-        return dict(status=f'FAIL: {err[:160]}', params=None, macs=None, seconds=time.time() - t0)
-    except subprocess.TimeoutExpired:
-        return dict(status=f'TIMEOUT after {timeout}s', params=None, macs=None, seconds=time.time() - t0)
+    return run_child(__file__, [name, context, lib], timeout, env={**os.environ, 'OMP_NUM_THREADS': '1'})
 
 def fmt(r) -> str:
     if r is None: return '| not run | | | '

@@ -64,18 +64,22 @@ def run_one(task:str, name:str, context:str, size:int, lib:str='fasterai_prune')
     return dict(status='ok' if ok else f'BAD: shapes {before} -> {after}, params {p0} -> {p1}', params=p1 / p0,
                 macs=None if macs0 is None else macs1 / macs0, seconds=time.time() - t0)
 
-def run_isolated(task, name, context, size, timeout, lib) -> dict:
-    "`run_one` in a subprocess, with a time limit"
+def run_child(script, args:list, timeout, env=None) -> dict:
+    "`script --child <args as JSON>` in a subprocess with a time limit: the last JSON line it prints, or a FAIL/TIMEOUT row"
     t0 = time.time()
-    cmd = [sys.executable, __file__, '--child', json.dumps([task, name, context, size, lib])]
+    cmd = [sys.executable, str(script), '--child', json.dumps(args)]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         line = next((l for l in reversed(r.stdout.splitlines()) if l.startswith('{')), None)
         if line: return json.loads(line)
         err = (r.stderr.strip().splitlines() or ['no output'])[-1]
         return dict(status=f'FAIL: {err[:160]}', params=None, macs=None, seconds=time.time() - t0)
     except subprocess.TimeoutExpired:
         return dict(status=f'TIMEOUT after {timeout}s', params=None, macs=None, seconds=time.time() - t0)
+
+def run_isolated(task, name, context, size, timeout, lib) -> dict:
+    "`run_one` in a subprocess, with a time limit"
+    return run_child(__file__, [task, name, context, size, lib], timeout)
 
 def has_fasterai() -> bool:
     try: import fasterai.prune.pruner  # noqa: F401
