@@ -23,7 +23,7 @@ from ..tp.importance import CriteriaImportance
 from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads, restore_attention_dims
-from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention
+from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
 
 # %% auto #0
 __all__ = ['Pruner']
@@ -80,6 +80,7 @@ class Pruner:
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
         if round_to is not None: _check_int(round_to, 'round_to')
+        else: round_to = adapter_round_to(model_of(model))   # e.g. Llama's config wants a hidden size divisible by its heads
         if attention not in ('head_dim', 'heads'): raise ValueError(f"`attention` must be 'head_dim' or 'heads', got {attention!r}")
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
         if isinstance(pruning_ratio, dict):

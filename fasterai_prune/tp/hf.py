@@ -222,7 +222,11 @@ def _scalars(m:nn.Module) -> dict:
 def sync_to_config(model:nn.Module, # A pruned Hugging Face model
                    cfg, # The config describing its new sizes
                   ):
-    "Check that `cfg` builds a model shaped like `model`, then set `model.config` and every size attribute as that model's"
+    "Check that `cfg` passes its own validation and builds a model shaped like `model`, then set `model.config` and every size attribute as that model's"
+    if hasattr(cfg, 'validate'):   # what `from_pretrained` will check (e.g. Llama: hidden size a multiple of the heads)
+        try: cfg.validate()
+        except Exception as e: raise ValueError(f"the pruned sizes fail {type(cfg).__name__}'s own check, so `from_pretrained` would refuse them: "
+                                                f"{str(e).splitlines()[-1].strip()}; pass `round_to` (e.g. the number of heads)") from None
     with torch.device('meta'): twin = type(model)(copy.deepcopy(cfg))
     mine = {**{n: t.shape for n, t in model.named_parameters(remove_duplicate=False)}, **{n: t.shape for n, t in model.named_buffers()}}
     for n, t in [*twin.named_parameters(remove_duplicate=False), *twin.named_buffers()]:
@@ -289,6 +293,17 @@ def keeps_config(self:HFAdapter, model:nn.Module, # A Hugging Face model
                 ) -> bool:
     "`config` describes the pruned sizes (`after_prune`), so `from_pretrained` rebuilds the model without a pruning record"
     return True
+
+@patch
+def round_to(self:HFAdapter, model:nn.Module, # A Hugging Face model
+            ) -> int|None:
+    "The multiple channel counts must keep when the config's own check ties the hidden size to the heads (Llama: `num_attention_heads`), else None"
+    cfg = copy.deepcopy(model.config)
+    if not hasattr(cfg, 'validate') or not getattr(cfg, 'num_attention_heads', None): return None
+    cfg.hidden_size += 1
+    try: cfg.validate()
+    except Exception: return cfg.num_attention_heads
+    return None
 
 # %% ../../nbs/15_tp.hf.ipynb #9dc7fdbe
 @patch

@@ -12,7 +12,7 @@ from .hf import HFAdapter
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'BASE_ROOT_TYPES', 'default_custom_ops', 'attention_heads', 'restore_attention_dims', 'root_module_types',
-           'adapter_forward_fn', 'adapter_example_inputs', 'kept_attention', 'keeps_config']
+           'adapter_forward_fn', 'adapter_example_inputs', 'kept_attention', 'keeps_config', 'adapter_round_to']
 
 # %% ../../nbs/18_tp.registry.ipynb #b945e732
 ADAPTERS = [TimmAdapter(), TorchvisionAdapter(), HFAdapter()]   # general rules first, specific classes last (they win)
@@ -63,3 +63,7 @@ def kept_attention(model:nn.Module, whole_heads:bool, # True for `attention='hea
 def keeps_config(model:nn.Module) -> bool:
     "True when an adapter keeps the model's own config in step with its pruned sizes (Hugging Face): no pruning record is needed to rebuild it"
     return any(a.keeps_config(model) for a in _asked(model, 'keeps_config'))
+
+def adapter_round_to(model:nn.Module) -> int|None:
+    "The multiple an adapter asks channel counts to keep for `model` (its config's own check), or None"
+    return next((r for a in _asked(model, 'round_to') if (r := a.round_to(model))), None)
