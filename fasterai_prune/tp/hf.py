@@ -4,7 +4,7 @@
 
 # %% ../../nbs/15_tp.hf.ipynb #22ebc635
 from __future__ import annotations
-import importlib, copy, weakref
+import importlib, copy, sys, weakref
 from typing import NamedTuple
 import torch
 import torch.nn as nn
@@ -26,8 +26,8 @@ def transformers_module():
 
 def is_hf_model(model:nn.Module, # Any model
                ) -> bool:
-    "True for a Hugging Face `PreTrainedModel` (False when transformers is not installed)"
-    T = transformers_module()
+    "True for a Hugging Face `PreTrainedModel` (False when transformers is not installed, or not imported: then no model can be one)"
+    T = sys.modules.get('transformers')
     return T is not None and isinstance(model, T.PreTrainedModel)
 
 def conv1d_type() -> type|None:
