@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import json, weakref
 from ..tp.history import replay_history, TORCH_PRUNING_VERSION
-from ..tp.registry import restore_attention_dims
+from ..tp.registry import restore_attention_dims, keeps_config
 from ..core.measure import as_plain
 from ..core.learner import model_of, is_learner
 
@@ -143,7 +143,8 @@ class PruningTracker:
     def learn(self): return self._learn() if self._learn is not None else None
 
     def save_hook(self, module, state_dict, prefix, local_metadata):
-        if self.record: state_dict[prefix + RECORD_KEY] = encode_record(self.record)
+        # a model whose own config describes its pruned sizes (Hugging Face `save_pretrained` → `from_pretrained`) needs no record
+        if self.record and not keeps_config(module): state_dict[prefix + RECORD_KEY] = encode_record(self.record)
 
     def load_hook(self, module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         t = state_dict.pop(prefix + RECORD_KEY, None)

@@ -23,6 +23,7 @@ from ..tp.importance import CriteriaImportance
 from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads, restore_attention_dims
+from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
 
 # %% auto #0
 __all__ = ['Pruner']
@@ -79,6 +80,7 @@ class Pruner:
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
         if round_to is not None: _check_int(round_to, 'round_to')
+        else: round_to = adapter_round_to(model_of(model))   # e.g. Llama's config wants a hidden size divisible by its heads
         if attention not in ('head_dim', 'heads'): raise ValueError(f"`attention` must be 'head_dim' or 'heads', got {attention!r}")
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
         if isinstance(pruning_ratio, dict):
@@ -92,6 +94,7 @@ class Pruner:
             if ratio >= 100: raise ValueError(f"`pruning_ratio`={ratio:g} would remove every channel; it must be below 100")
         ignored = _resolve_layers(model, ignored_layers, 'ignored_layers')
         if example_inputs is None and self.learn is not None: example_inputs = example_inputs_of(self.learn)
+        if example_inputs is None: example_inputs = adapter_example_inputs(model)   # e.g. token ids for a Hugging Face model
         if example_inputs is None: example_inputs = default_example_inputs(model)
         example_inputs = as_plain(example_inputs)
         try: outputs = find_output_layers(model, example_inputs)   # one forward pass: also checks the inputs fit
@@ -105,21 +108,24 @@ class Pruner:
         names = module_names(model)
         self.custom_ops = default_custom_ops(model)
         kwargs['customized_pruners'] = {**self.custom_ops.pruners, **(kwargs.get('customized_pruners') or {})}
-        kwargs['forward_fn'] = self.custom_ops.forward_fn(kwargs.get('forward_fn'))
+        kwargs['forward_fn'] = adapter_forward_fn(model, self.custom_ops, kwargs.get('forward_fn'))
         fixed = [m for m in self.custom_ops.fixed if m not in ignored]
+        kept = kept_attention(model, attention == 'heads')   # attentions that cannot lose heads in this mode, and why
         # torch-pruning 1.6 prunes what feeds a recurrent layer without pruning the recurrent layer's inputs: keep those outputs
         rnn_feeders = [m for m in find_layers_feeding(model, example_inputs) if m not in ignored and m not in outputs] \
             if any(isinstance(m, nn.RNNBase) for m in model.modules()) else []
         fixed += rnn_feeders
-        self.ignored_layers = ignored + [m for m in outputs if m not in ignored] + fixed
+        self.ignored_layers = ignored + [m for m in outputs if m not in ignored] + fixed + [m for k in kept for m in k.layers if m not in ignored]
         if verbose:
             for m in outputs: print(f"Ignoring output layer: {names[m]}")
             for m in rnn_feeders: print(f"Keeping the outputs of {names[m]}: they feed a recurrent layer")
+            for k in kept: print(k.reason)
             if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see tp.adapters)")
             print(f"Total ignored layers: {len(self.ignored_layers)}")
             if layer_ratios: print(f"Using per-layer pruning with {len(layer_ratios)} layer-specific ratios")
         ignored_mods = {s for m in self.ignored_layers for s in m.modules()}
-        if not any(isinstance(m, (*CONV_TYPES, nn.Linear, nn.LSTM)) and m not in ignored_mods for m in model.modules()):
+        kwargs.setdefault('root_module_types', root_module_types(model))   # convs, linears, LSTMs and adapters' layer types (GPT-2's Conv1D)
+        if not any(isinstance(m, (*CONV_TYPES, *kwargs['root_module_types'])) and m not in ignored_mods for m in model.modules()):
             raise ValueError("the model has no prunable layer: no conv, linear or LSTM layer outside the ignored and output layers")
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/15_tp.hf.ipynb #22ebc635
 from __future__ import annotations
-import importlib, copy
+import importlib, copy, sys, weakref
 from typing import NamedTuple
 import torch
 import torch.nn as nn
@@ -16,7 +16,7 @@ from .adapters import Adapter
 # %% auto #0
 __all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'conv1d_type', 'Conv1DPruner', 'HFAttention',
            'hf_attentions', 'hf_example_inputs', 'tie_attention', 'mlp_widths', 'head_sizes', 'pruned_config',
-           'sync_to_config', 'HFAdapter']
+           'sync_to_config', 'HFAdapter', 'KeptLayers']
 
 # %% ../../nbs/15_tp.hf.ipynb #3d1b05fc
 def transformers_module():
@@ -26,8 +26,8 @@ def transformers_module():
 
 def is_hf_model(model:nn.Module, # Any model
                ) -> bool:
-    "True for a Hugging Face `PreTrainedModel` (False when transformers is not installed)"
-    T = transformers_module()
+    "True for a Hugging Face `PreTrainedModel` (False when transformers is not installed, or not imported: then no model can be one)"
+    T = sys.modules.get('transformers')
     return T is not None and isinstance(model, T.PreTrainedModel)
 
 def conv1d_type() -> type|None:
@@ -222,7 +222,11 @@ def _scalars(m:nn.Module) -> dict:
 def sync_to_config(model:nn.Module, # A pruned Hugging Face model
                    cfg, # The config describing its new sizes
                   ):
-    "Check that `cfg` builds a model shaped like `model`, then set `model.config` and every size attribute as that model's"
+    "Check that `cfg` passes its own validation and builds a model shaped like `model`, then set `model.config` and every size attribute as that model's"
+    if hasattr(cfg, 'validate'):   # what `from_pretrained` will check (e.g. Llama: hidden size a multiple of the heads)
+        try: cfg.validate()
+        except Exception as e: raise ValueError(f"the pruned sizes fail {type(cfg).__name__}'s own check, so `from_pretrained` would refuse them: "
+                                                f"{str(e).splitlines()[-1].strip()}; pass `round_to` (e.g. the number of heads)") from None
     with torch.device('meta'): twin = type(model)(copy.deepcopy(cfg))
     mine = {**{n: t.shape for n, t in model.named_parameters(remove_duplicate=False)}, **{n: t.shape for n, t in model.named_buffers()}}
     for n, t in [*twin.named_parameters(remove_duplicate=False), *twin.named_buffers()]:
@@ -237,26 +241,21 @@ def sync_to_config(model:nn.Module, # A pruned Hugging Face model
             if k in vars(m) and vars(m)[k] != v: setattr(m, k, v)
 
 # %% ../../nbs/15_tp.hf.ipynb #245bf8ff
-def _tied_embeddings(model:nn.Module, # A Hugging Face model
-                    ) -> bool:
-    "True when the output layer shares its weight with the input embedding"
-    emb_in, emb_out = model.get_input_embeddings(), model.get_output_embeddings()
-    return emb_out is not None and getattr(emb_out, 'weight', None) is getattr(emb_in, 'weight', 0)
-
 class HFAdapter(Adapter):
     "What torch-pruning needs to know to prune Hugging Face transformers (BERT, ViT, GPT-2, Llama with GQA) and keep their `config` right"
-    def __init__(self): self.conv1d_pruner, self.reported_heads = Conv1DPruner(), {}
+    def __init__(self): self.conv1d_pruner, self.reported_heads = Conv1DPruner(), weakref.WeakKeyDictionary()
     def applies(self, model:nn.Module, # A Hugging Face model
              ) -> bool: return is_hf_model(model) and bool(hf_attentions(model))
 
     def heads(self, model:nn.Module, # A Hugging Face model
              ) -> dict:
-        "`{projection: heads}` for torch-pruning's `num_heads`; pass this very dict on: torch-pruning counts removed heads in it"
-        self.reported_heads = {}
+        "`{projection: heads}` for torch-pruning's `num_heads`: one dict per model, refilled in place, that torch-pruning updates when it removes heads"
+        heads = self.reported_heads.setdefault(model, {})
+        heads.clear()
         for a in hf_attentions(model):
-            self.reported_heads[a.qkv[0]] = a.num_heads
-            for p in a.qkv[1:]: self.reported_heads[p] = a.num_kv_heads
-        return self.reported_heads
+            heads[a.qkv[0]] = a.num_heads
+            for p in a.qkv[1:]: heads[p] = a.num_kv_heads
+        return heads
 
 # %% ../../nbs/15_tp.hf.ipynb #cf532812
 @patch
@@ -277,11 +276,34 @@ def unwrapped(self:HFAdapter, model:nn.Module, # A Hugging Face model
             for p in m._parameters.values() if p is not None and p.shape[-1] == hidden]
 
 @patch
-def fixed(self:HFAdapter, model:nn.Module, # A Hugging Face model
-             ) -> list:
-    "With tied input/output embeddings, the hidden size is kept (and an attention sized by it)"
-    if not _tied_embeddings(model): return []
-    return [model.get_input_embeddings()] + [p for a in hf_attentions(model) if not a.own_head_dim for p in a.qkv]
+def root_types(self:HFAdapter, model:nn.Module, # A Hugging Face model
+              ) -> tuple:
+    "Layer types torch-pruning must take as prunable roots besides convs and linears: GPT-2's `Conv1D`"
+    C = conv1d_type()
+    return (C,) if C is not None and any(isinstance(m, C) for m in model.modules()) else ()
+
+@patch
+def example_inputs(self:HFAdapter, model:nn.Module, # A Hugging Face model
+                  ) -> dict:
+    "The inputs `Pruner` traces `model` with when none are given"
+    return hf_example_inputs(model)
+
+@patch
+def keeps_config(self:HFAdapter, model:nn.Module, # A Hugging Face model
+                ) -> bool:
+    "`config` describes the pruned sizes (`after_prune`), so `from_pretrained` rebuilds the model without a pruning record"
+    return True
+
+@patch
+def round_to(self:HFAdapter, model:nn.Module, # A Hugging Face model
+            ) -> int|None:
+    "The multiple channel counts must keep when the config's own check ties the hidden size to the heads (Llama: `num_attention_heads`), else None"
+    cfg = copy.deepcopy(model.config)
+    if not hasattr(cfg, 'validate') or not getattr(cfg, 'num_attention_heads', None): return None
+    cfg.hidden_size += 1
+    try: cfg.validate()
+    except Exception: return cfg.num_attention_heads
+    return None
 
 # %% ../../nbs/15_tp.hf.ipynb #9dc7fdbe
 @patch
@@ -295,4 +317,27 @@ def forward_fn(self:HFAdapter, model:nn.Module, # A Hugging Face model
 def after_prune(self:HFAdapter, model:nn.Module, # A Hugging Face model
              ):
     "Set `model.config` and the size attributes of every module from the pruned weights"
-    sync_to_config(model, pruned_config(model, self.reported_heads))
+    sync_to_config(model, pruned_config(model, self.reported_heads.get(model)))
+
+# %% ../../nbs/15_tp.hf.ipynb #4ac1da58
+class KeptLayers(NamedTuple):
+    "Layers whose output channels an adapter keeps in one attention mode, and why (one line for the user)"
+    layers: list # Modules to add to `ignored_layers`
+    reason: str # The line `Pruner` prints
+
+@patch
+def kept_attention(self:HFAdapter, model:nn.Module, # A Hugging Face model
+                   whole_heads:bool, # True for `attention='heads'`, False for `'head_dim'`
+                  ) -> list:
+    "`KeptLayers` of the attentions that cannot lose heads in this mode: whole heads of a derived head size (with the hidden size, and a pooler sized by it), head dims of a rotary one"
+    atts, res = hf_attentions(model), []
+    derived = [a for a in atts if not a.own_head_dim] if whole_heads else []
+    poolers = [m.dense for m in model.modules() if type(m).__name__.endswith('Pooler') and isinstance(getattr(m, 'dense', None), nn.Linear)]
+    if derived: res.append(KeptLayers([model.get_input_embeddings(), *poolers] + [p for a in derived for p in a.qkv],
+        f"Keeping the hidden size and the heads of {type(derived[0].module).__name__}: its head size is hidden_size / num_attention_heads, "
+        "so whole heads cannot go (attention='head_dim' narrows them)"))
+    rope = [a for a in atts if a.rope] if not whole_heads else []
+    if rope: res.append(KeptLayers([p for a in rope for p in a.qkv],
+        f"Keeping the head size of {type(rope[0].module).__name__}: its rotary embedding pairs each head dim with a frequency "
+        "(attention='heads' removes whole heads)"))
+    return res

@@ -66,7 +66,7 @@ class DependencyPruner(tp.pruner.BasePruner):
                                  pruning_ratio_dict=roots, ignored_layers=ignored_layers, root_module_types=list(root_module_types),
                                  iterative_steps=1, **kwargs)
                 self.pruning_ratio_dict = {m: _LiveTarget(self, m) for m in self.pruning_ratio_dict}
-                self.per_step_head_pruning_ratio = _LiveTarget(self)
+                self.per_step_head_pruning_ratio = self.per_step_pruning_ratio = _LiveTarget(self)   # also roots of customized types (Conv1D): torch-pruning keeps them out of pruning_ratio_dict
                 self._group_equal_splits()
                 importance.graph = self.DG
                 importance.grouped_modules = set(self.out_channel_groups) | set(self.in_channel_groups) | set(self.num_heads)

@@ -11,7 +11,8 @@ from .timm import TimmAdapter
 from .hf import HFAdapter
 
 # %% auto #0
-__all__ = ['ADAPTERS', 'default_custom_ops', 'attention_heads', 'restore_attention_dims']
+__all__ = ['ADAPTERS', 'BASE_ROOT_TYPES', 'default_custom_ops', 'attention_heads', 'restore_attention_dims', 'root_module_types',
+           'adapter_forward_fn', 'adapter_example_inputs', 'kept_attention', 'keeps_config', 'adapter_round_to']
 
 # %% ../../nbs/18_tp.registry.ipynb #b945e732
 ADAPTERS = [TimmAdapter(), TorchvisionAdapter(), HFAdapter()]   # general rules first, specific classes last (they win)
@@ -21,9 +22,48 @@ def default_custom_ops(model:nn.Module, adapters:list|None=None) -> CustomOps:
     return CustomOps(model, ADAPTERS if adapters is None else adapters)
 
 def attention_heads(model:nn.Module) -> dict:
-    "`{layer: num_heads}` of the attention layers of `model`, from the registered adapters"
-    return default_custom_ops(model).heads
+    "`{layer: num_heads}` of the attention layers of `model`: the adapter's own dict when one adapter gives heads (torch-pruning updates it in place)"
+    given = [h for h in (a.heads(model) for a in default_custom_ops(model).adapters) if h]
+    return given[0] if len(given) == 1 else {k: v for h in given for k, v in h.items()}
 
 def restore_attention_dims(model:nn.Module):
     "Re-derive the sizes `model` keeps outside its weights (heads, attention dims), from its pruned weights"
     default_custom_ops(model).after_prune(model)
+
+# %% ../../nbs/18_tp.registry.ipynb #4eede124
+BASE_ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM)
+
+def _asked(model:nn.Module, method:str) -> list:
+    "The adapters that apply to `model` and have `method`"
+    return [a for a in ADAPTERS if hasattr(a, method) and a.applies(model)]
+
+def root_module_types(model:nn.Module) -> tuple:
+    "torch-pruning's root types for `model`: convs, linears, LSTMs and the layer types the adapters add"
+    extra = [t for a in _asked(model, 'root_types') for t in a.root_types(model)]
+    return BASE_ROOT_TYPES + tuple(t for t in dict.fromkeys(extra) if t not in BASE_ROOT_TYPES)
+
+def adapter_forward_fn(model:nn.Module, ops:CustomOps, # What the adapters say about `model`
+                       forward_fn=None, # The user's forward for tracing, or None
+                      ):
+    "The tracing forward of `ops` (opaque blocks), wrapped by each adapter's own `forward_fn`"
+    fwd = ops.forward_fn(forward_fn)
+    for a in ops.adapters:
+        if hasattr(a, 'forward_fn'): fwd = a.forward_fn(model, fwd)
+    return fwd
+
+def adapter_example_inputs(model:nn.Module):
+    "Example inputs an adapter knows for `model`, or None"
+    return next((a.example_inputs(model) for a in _asked(model, 'example_inputs')), None)
+
+def kept_attention(model:nn.Module, whole_heads:bool, # True for `attention='heads'`
+                  ) -> list:
+    "What the adapters keep whole in this attention mode: `KeptLayers` (layers and the reason)"
+    return [k for a in _asked(model, 'kept_attention') for k in a.kept_attention(model, whole_heads)]
+
+def keeps_config(model:nn.Module) -> bool:
+    "True when an adapter keeps the model's own config in step with its pruned sizes (Hugging Face): no pruning record is needed to rebuild it"
+    return any(a.keeps_config(model) for a in _asked(model, 'keeps_config'))
+
+def adapter_round_to(model:nn.Module) -> int|None:
+    "The multiple an adapter asks channel counts to keep for `model` (its config's own check), or None"
+    return next((r for a in _asked(model, 'round_to') if (r := a.round_to(model))), None)

@@ -30,33 +30,42 @@ def _touched_params(group) -> list:
         elif isinstance(t, nn.Module): ps.extend(p for m in t.modules() for p in m._parameters.values() if p is not None)
     return ps
 
+def _owners(model:nn.Module) -> dict:
+    "`{id(parameter): (parameter, [(module, name), ...])}`: a weight shared by several modules (tied embeddings) has several owners"
+    res = {}
+    for m in model.modules():
+        for n, p in m._parameters.items():
+            if p is not None: res.setdefault(id(p), (p, []))[1].append((m, n))
+    return res
+
 def tracked_prune(model:nn.Module, groups) -> list:
-    "Prune each torch-pruning group of `groups`; return a `Moved` for every parameter that was replaced"
-    owners = [(m, n, p) for m in model.modules() for n, p in m._parameters.items() if p is not None]
-    owner_of = {id(p): i for i, (_, _, p) in enumerate(owners)}
-    saved = {}   # owner index -> (real data, real grad) of a parameter whose data now holds indices
+    "Prune each torch-pruning group of `groups`; return a `Moved` for every parameter that was replaced (a shared weight stays shared)"
+    owners, saved = _owners(model), {}   # saved: id(parameter) -> (real data, real grad) of a parameter whose data now holds indices
     try:
         for group in groups:
             for p in _touched_params(group):
-                i = owner_of.get(id(p))
                 # a parameter made by an earlier group of this step already holds indices (its id is new): leave it
-                if i is None or i in saved: continue
-                saved[i] = (p.data, p.grad)
+                if id(p) not in owners or id(p) in saved: continue
+                saved[id(p)] = (p.data, p.grad)
                 p.grad = None
                 p.data = torch.arange(p.numel(), dtype=torch.float64, device=p.device).view(p.shape)
             group.prune()
     finally:
-        moved = []
-        for i, (m, n, old) in enumerate(owners):
-            if i not in saved: continue
-            data, grad = saved[i]
-            new = m._parameters.get(n)
-            if new is old or new is None: old.data, old.grad = data, grad; continue
+        moved, split = [], []
+        for pid, (data, grad) in saved.items():
+            old, places = owners[pid]
+            news = [m._parameters.get(n) for m, n in places]
+            new = next((q for q in news if q is not None and q is not old), None)
+            if new is None: old.data, old.grad = data, grad; continue
             kept = new.data.long()
+            split += [f"{type(m).__name__}.{n}" for (m, n), q in zip(places, news) if q is not old and q is not new
+                      and (q is None or not torch.equal(q.data.long(), kept))]
             new.data = torch.take(data, kept)   # gathers into a fresh tensor shaped like `kept` (not a view)
             new.grad = None if grad is None else torch.take(grad, kept)
             new.requires_grad_(old.requires_grad)
-            moved.append(Moved(m, n, old, new, kept, data.shape))
+            for m, n in places: setattr(m, n, new)   # every owner of a shared weight gets the one new parameter
+            moved.append(Moved(*places[0], old, new, kept, data.shape))
+    if split: raise RuntimeError(f"a weight shared by several layers was pruned differently in {split}: it cannot stay shared")
     return moved
 
 # %% ../../nbs/17_tp.tracked.ipynb #8d8b2f86
