@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from .measure import as_plain, eval_mode
+from .ratio import check_int
 
 # %% auto #0
 __all__ = ['recalibrate_bn']
@@ -18,8 +19,7 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
                    n_batches:int|None=None, # Use at most this many batches
                   ) -> nn.Module:
     "Re-estimate the running statistics of every BatchNorm layer of `model` on `batches`"
-    if n_batches is not None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
-        raise ValueError(f"`n_batches` must be an int >= 1, got {n_batches!r}")
+    if n_batches is not None: check_int(n_batches, 'n_batches')
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns: return model
     momenta = {bn: bn.momentum for bn in bns}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import torch
 import torch.nn as nn
+from .granularity import CONV_TYPES
 
 # %% auto #0
 __all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb']
@@ -43,8 +44,6 @@ def count_macs(model:nn.Module, example_inputs) -> tuple:
     "`(macs, params)` of one forward pass of `model` on `example_inputs`: conv and linear MACs, by `count_layer_macs`"
     return int(sum(count_layer_macs(model, example_inputs).values())), count_params(model)
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-
 @torch.no_grad()
 def count_layer_macs(model:nn.Module, example_inputs) -> dict:
     "MACs of each conv and linear layer of `model` in one forward pass (no copy of the model), keyed by module"
@@ -55,7 +54,7 @@ def count_layer_macs(model:nn.Module, example_inputs) -> dict:
             macs[m] = macs.get(m, 0) + inp[0].numel() * m.weight[0].numel() + (out.numel() if m.bias is not None else 0); return
         else: per_out = m.weight[0].numel()   # in_channels / groups × kernel
         macs[m] = macs.get(m, 0) + out.numel() * per_out + (out.numel() if m.bias is not None else 0)
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*_CONVS, nn.Linear))]
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*CONV_TYPES, nn.Linear))]
     try:
         with eval_mode(model): call_model(model, as_plain(example_inputs))
     finally:

@@ -38,14 +38,15 @@ def module_names(model:nn.Module) -> dict:
 def find_layer(model:nn.Module, # Model the layer belongs to
                layer:str, # Qualified name of the layer, as in `model.named_modules()`
                name:str='layers', # Argument name, used in error messages
-               where:str='the model', # What `model` is, used in error messages
+               side:str='', # Which model this is ('student', 'teacher'...), used in error messages
               ) -> nn.Module:
     "The submodule of `model` called `layer`, or a `ValueError` naming the argument and suggesting the closest names"
     by_name = dict(model.named_modules())
     if layer in by_name and layer != '': return by_name[layer]
     close = difflib.get_close_matches(str(layer), [n for n in by_name if n], n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ''
-    raise ValueError(f"`{name}` names layer '{layer}', which is not in {where}{hint}")
+    side = f"{side} " if side else ''
+    raise ValueError(f"`{name}` names {side}layer '{layer}', which is not in the {side}model{hint}")
 
 # %% ../../nbs/00_core.ratio.ipynb #2f1a59cf
 def resolve_layer_ratios(model:nn.Module, # Model the layers belong to
