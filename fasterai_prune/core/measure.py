@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import torch
 import torch.nn as nn
-from .granularity import CONV_TYPES
+from .granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES
 
 # %% auto #0
 __all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb']
@@ -50,7 +50,7 @@ def count_layer_macs(model:nn.Module, example_inputs) -> dict:
     macs = {}
     def hook(m, inp, out):
         if isinstance(m, nn.Linear): per_out = m.in_features
-        elif isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):   # each input position feeds out/groups × k
+        elif isinstance(m, CONV_TRANSPOSE_TYPES):   # each input position feeds out/groups × k
             macs[m] = macs.get(m, 0) + inp[0].numel() * m.weight[0].numel() + (out.numel() if m.bias is not None else 0); return
         else: per_out = m.weight[0].numel()   # in_channels / groups × kernel
         macs[m] = macs.get(m, 0) + out.numel() * per_out + (out.numel() if m.bias is not None else 0)

@@ -89,18 +89,7 @@ def check_choice(value, # The argument to check
     raise ValueError(f"`{name}` must be {allowed}, got {value!r}")
 
 # %% ../../nbs/00_core.ratio.ipynb #114543bf
-def test_lt(a, b):
-    "`test` that `a < b`"
-    test(a, b, operator.lt, '<')
-
-def test_le(a, b):
-    "`test` that `a <= b`"
-    test(a, b, operator.le, '<=')
-
-def test_gt(a, b):
-    "`test` that `a > b`"
-    test(a, b, operator.gt, '>')
-
-def test_ge(a, b):
-    "`test` that `a >= b`"
-    test(a, b, operator.ge, '>=')
+def test_lt(a, b): "`test` that `a < b`"; test(a, b, operator.lt, '<')
+def test_le(a, b): "`test` that `a <= b`"; test(a, b, operator.le, '<=')
+def test_gt(a, b): "`test` that `a > b`"; test(a, b, operator.gt, '>')
+def test_ge(a, b): "`test` that `a >= b`"; test(a, b, operator.ge, '>=')

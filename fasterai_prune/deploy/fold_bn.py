@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
-from ..core.granularity import CONV_TYPES, n_outputs
+from ..core.granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES, n_outputs
 from ..core.ratio import module_names
 from ..core.learner import model_of
 from ..core.measure import as_plain, call_model
@@ -23,7 +23,7 @@ _FOLDABLE = (*CONV_TYPES, nn.Linear)
 
 def _foldable_layer(m:nn.Module) -> bool:
     "A conv/linear layer whose output channels torch's fusion can scale (transposed convs only with groups=1)"
-    return isinstance(m, _FOLDABLE) and not (isinstance(m, nn.modules.conv._ConvTransposeNd) and m.groups != 1)
+    return isinstance(m, _FOLDABLE) and not (isinstance(m, CONV_TRANSPOSE_TYPES) and m.groups != 1)
 
 def _count_calls(model:nn.Module, modules:list, example_inputs) -> dict:
     "How many times each module of `modules` is called in one forward pass"
@@ -131,6 +131,6 @@ def _set_module(model:nn.Module, name:str, new:nn.Module):
 def _fold_pair(model:nn.Module, names:dict, layer:nn.Module, bn:nn.Module):
     "Fuse `bn` into `layer` with torch's fusion and put an `nn.Identity` where `bn` was"
     if isinstance(layer, nn.Linear): fused = fuse_linear_bn_eval(layer, bn)
-    else: fused = fuse_conv_bn_eval(layer, bn, transpose=isinstance(layer, nn.modules.conv._ConvTransposeNd))
+    else: fused = fuse_conv_bn_eval(layer, bn, transpose=isinstance(layer, CONV_TRANSPOSE_TYPES))
     _set_module(model, names[layer], fused)
     _set_module(model, names[bn], nn.Identity())

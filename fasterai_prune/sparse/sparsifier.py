@@ -10,7 +10,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from fastcore.basics import patch
 from ..core.ratio import check_percent, resolve_layer_ratios, check_int, check_choice
-from ..core.granularity import Granularities, input_dim, n_outputs
+from ..core.granularity import Granularities, input_dim, output_dim, n_outputs
 from ..core.criteria import Criteria, criterias, calibrate, check_criteria, large_final
 from ..core.learner import model_of, is_learner, example_inputs_of
 from ..core.measure import as_plain, eval_mode
@@ -147,8 +147,6 @@ def sparsity_report(model:nn.Module, # Model to measure
                            if isinstance(m, layer_type) and isinstance(getattr(m, 'weight', None), torch.Tensor)])
 
 # %% ../../nbs/40_sparse.sparsifier.ipynb #e889865e
-_CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-
 def _check_layer_type(layer_type) -> tuple:
     lt = layer_type if isinstance(layer_type, tuple) else (layer_type,)
     if not lt or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in lt):
@@ -161,9 +159,6 @@ def _check_nm(nm) -> tuple|None:
     if (isinstance(nm, (tuple, list)) and len(nm) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
         and 0 < nm[0] < nm[1]): return tuple(nm)
     raise ValueError(f"`nm` must be False, True (2:4) or a pair (n, m) with 0 < n < m, got {nm!r}")
-
-
-def _out_dim(layer:nn.Module) -> int: return 1 if isinstance(layer, _CONV_TRANSPOSE) else 0
 
 # %% ../../nbs/40_sparse.sparsifier.ipynb #217e6ae0
 class Sparsifier:
@@ -278,7 +273,7 @@ def _batchnorms(self:Sparsifier) -> dict:
 def _channel_masks(self:Sparsifier, m:nn.Module, mask:torch.Tensor|None) -> dict:
     "`{tensor: mask}` for the bias and BatchNorm of output channels that are entirely masked"
     if mask is None: return {}
-    d = _out_dim(m)
+    d = output_dim(m)
     if mask.shape[d] != n_outputs(m): return {}   # grouped ConvTranspose: channels are split over two dims
     alive = (mask.detach().movedim(d, 0).reshape(mask.shape[d], -1) != 0).any(1)
     if bool(alive.all()): return {}
