@@ -18,6 +18,7 @@ from .data import digits_dls, digits_cnn
 from .core.measure import count_macs
 from .core.criteria import criterias
 from .core.ratio import check_choice
+from .core.learner import batch_inputs
 from .prune.pruner import Pruner
 from .recover.batchnorm import recalibrate_bn
 
@@ -45,7 +46,7 @@ def run_demo(pruning_ratio:float=50, # Percent of channels to remove
     set_seed(seed, reproducible=True)   # python, numpy and torch: the same run every time
     dls = digits_dls(seed=seed, device='cpu')
     learn = _quiet(Learner(dls, digits_cnn(width), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, opt_func=Adam))
-    x = dls.one_batch()[0][:1].as_subclass(torch.Tensor)
+    x = batch_inputs(dls.one_batch(), n=1)
     t0 = time.perf_counter()
     learn.fit_one_cycle(epochs, lr)
     macs0, params0 = count_macs(learn.model, x)

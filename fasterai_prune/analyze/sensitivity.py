@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 from ..core.ratio import check_percent, check_int, check_choice, module_names, find_layer
 from ..core.criteria import Criteria, large_final
-from ..core.learner import model_of, is_learner, n_inputs, split_batch, batch_inputs
-from ..core.measure import as_plain, eval_mode, call_model, count_layer_macs
+from ..core.learner import model_of, is_learner, n_inputs, batch_inputs
+from ..core.measure import split_batch, as_plain, eval_mode, call_model, count_layer_macs
 from ..prune.pruner import Pruner
 from ..recover.batchnorm import recalibrate_bn
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from .measure import as_plain, eval_mode
 from .ratio import check_int
+from .learner import batch_inputs
 
 # %% auto #0
 __all__ = ['recalibrate_bn']
@@ -30,8 +31,7 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
             for bn in bns: bn.reset_running_stats(); bn.momentum = None; bn.train()   # momentum None: cumulative average
             for b in batches:
                 if n_batches is not None and n >= n_batches: break
-                x = b[0] if isinstance(b, (tuple, list)) else b
-                model(as_plain(x).to(device)); n += 1
+                model(batch_inputs(b).to(device)); n += 1
     finally:
         for bn, mo in momenta.items(): bn.momentum = mo
     if n == 0: raise ValueError("`batches` is empty: give at least one batch")

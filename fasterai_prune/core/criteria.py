@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.distributed as dist
 from .granularity import Granularities, input_dim
 from .ratio import check_choice
-from .measure import as_plain, eval_mode
+from .measure import as_plain, eval_mode, split_batch
 
 # %% auto #0
 __all__ = ['large_final', 'small_final', 'squared_final', 'random', 'large_init', 'small_init', 'large_init_large_final',
@@ -131,13 +131,6 @@ hessian = Criteria(_half_square, stat='fisher', name='hessian')
 wanda = Criteria(torch.abs, stat='act_norm', name='wanda')
 
 # %% ../../nbs/03_core.criteria.ipynb #ee26dc7a
-def _as_xy(batch):
-    "Split a batch into inputs and targets"
-    if isinstance(batch, (tuple, list)):
-        xs = as_plain(tuple(batch))
-        return (xs[:1], xs[1:]) if len(xs) > 1 else (xs, ())
-    return (as_plain(batch),), ()
-
 @torch.no_grad()
 def _act_norms(model, layers, batches, device):
     sums, counts = {}, {}
@@ -149,7 +142,7 @@ def _act_norms(model, layers, batches, device):
     hs = [l.register_forward_pre_hook(hook) for l in layers]
     try:
         for b in batches:
-            xs, _ = _as_xy(b)
+            xs, _ = as_plain(split_batch(b))
             model(*[x.to(device) for x in xs])
     finally:
         for h in hs: h.remove()
@@ -165,7 +158,7 @@ def _grad_stats(model, layers, batches, loss_func, device):
     try:
         for l in layers: l.weight.requires_grad_(True)
         for b in batches:
-            xs, ys = _as_xy(b)
+            xs, ys = as_plain(split_batch(b))
             for p in params: p.grad = None
             loss = loss_func(model(*[x.to(device) for x in xs]), *[y.to(device) for y in ys])
             loss.backward()

@@ -10,7 +10,8 @@ import torch.nn as nn
 from .granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES
 
 # %% auto #0
-__all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb']
+__all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb',
+           'split_batch']
 
 # %% ../../nbs/02_core.measure.ipynb #ed9955c0
 def as_plain(x):
@@ -66,3 +67,11 @@ def model_size_mb(model:nn.Module) -> float:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.tell() / 1e6
+
+# %% ../../nbs/02_core.measure.ipynb #3e7ed1bd
+def split_batch(batch, # A batch: a tuple `(*inputs, *targets)`, or a lone tensor of inputs
+                n_inp:int=1, # How many leading elements are inputs
+               ) -> tuple:
+    "`(inputs, targets)` of `batch`, each a tuple"
+    batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    return batch[:n_inp], batch[n_inp:]
