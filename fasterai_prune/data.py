@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
+from .core.ratio import check_int
 
 # %% auto #0
 __all__ = ['digits_tensors', 'DigitsDataset', 'digits_dls', 'conv_bn', 'ResBlock', 'digits_cnn']
@@ -19,7 +20,7 @@ def digits_tensors(size:int=16, # Side of the square images
                   ) -> tuple:
     "All digits as `(x, y)`: x float `[n, 1, size, size]` in [0, 1], y long `[n]`"
     from sklearn.datasets import load_digits
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1: raise ValueError(f"`size` must be a positive int, got {size!r}")
+    check_int(size, 'size')
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.
     if size != 8: x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False)

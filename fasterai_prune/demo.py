@@ -17,6 +17,8 @@ import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle to Learner)
 from .data import digits_dls, digits_cnn
 from .core.measure import count_macs
 from .core.criteria import criterias
+from .core.ratio import check_choice
+from .core.learner import batch_inputs
 from .prune.pruner import Pruner
 from .recover.batchnorm import recalibrate_bn
 
@@ -40,11 +42,11 @@ def run_demo(pruning_ratio:float=50, # Percent of channels to remove
              verbose:bool=True, # Print the results
             ) -> dict:
     "Train on digits, prune, fine-tune; return accuracy, parameters and MACs before and after"
-    if criteria not in criterias: raise ValueError(f"`criteria` must be one of {sorted(criterias)}, got {criteria!r}")
+    check_choice(criteria, 'criteria', tuple(sorted(criterias)))
     set_seed(seed, reproducible=True)   # python, numpy and torch: the same run every time
     dls = digits_dls(seed=seed, device='cpu')
     learn = _quiet(Learner(dls, digits_cnn(width), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, opt_func=Adam))
-    x = dls.one_batch()[0][:1].as_subclass(torch.Tensor)
+    x = batch_inputs(dls.one_batch(), n=1)
     t0 = time.perf_counter()
     learn.fit_one_cycle(epochs, lr)
     macs0, params0 = count_macs(learn.model, x)

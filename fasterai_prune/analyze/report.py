@@ -9,6 +9,7 @@ from dataclasses import dataclass, asdict
 import pandas as pd
 import torch
 import torch.nn as nn
+from ..core.ratio import check_int
 from ..core.learner import model_of, is_learner, n_inputs, batch_inputs
 from ..core.measure import as_plain, eval_mode, call_model, count_params, count_layer_macs
 from .sensitivity import EvalSet, fixed_batches, evaluate_model
@@ -129,7 +130,7 @@ def compression_report(before, # The model (or Learner) before compression
                       ) -> CompressionReport:
     "Measure `before` and `after` on the same inputs: parameters, MACs, size, sparsity, latency, throughput, metric"
     mb, ma = model_of(before, 'before'), model_of(after, 'after')
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
+    check_int(batch_size, 'batch_size')
     devices = tuple(devices) if devices is not None else ('cpu', 'cuda') if torch.cuda.is_available() else ('cpu',)
     x, evalset = _inputs_and_evalset(before, after, example_inputs, dl, metric, batch_size)
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 import torch.nn as nn
-from ..core.ratio import check_percent
+from ..core.ratio import check_percent, check_int, check_choice, module_names, find_layer
 from ..core.criteria import Criteria, large_final
-from ..core.learner import model_of, is_learner, n_inputs, split_batch, batch_inputs
-from ..core.measure import as_plain, eval_mode, call_model, count_layer_macs
+from ..core.learner import model_of, is_learner, n_inputs, batch_inputs
+from ..core.measure import split_batch, as_plain, eval_mode, call_model, count_layer_macs
 from ..prune.pruner import Pruner
 from ..recover.batchnorm import recalibrate_bn
 
@@ -166,8 +166,7 @@ def sensitivity(learn, # A fastai `Learner` (or a model, with `dl` and `loss_fun
     "Prune each dependency group alone on a copy at each ratio and measure metric and loss without training"
     model = model_of(learn, 'learn')
     ratios = _check_ratios(ratios)
-    if context not in ('local', 'global'): raise ValueError(f"`context` must be 'local' or 'global', got {context!r}")
-    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1: raise ValueError(f"`n_batches` must be an int >= 1, got {n_batches!r}")
+    check_choice(context, 'context', ('local', 'global')); check_int(n_batches, 'n_batches')
     device = next(model.parameters()).device
     evalset = _eval_set(learn, dl, loss_func, metric, n_batches, device)
     recal = _recal_batches(learn, n_batches, device) if recalibrate else None
@@ -183,14 +182,14 @@ def sensitivity(learn, # A fastai `Learner` (or a model, with `dl` and `loss_fun
 def _local_rows(model, ratios, evalset, recal, base, kw) -> list:
     "Each group alone: one copy and one Pruner per group, pruned through the ratios"
     probe = copy.deepcopy(model)
-    names = {m: n for n, m in probe.named_modules()}
+    names = module_names(probe)
     layers = [(names[g[0]], g[2]) for g in Pruner(probe, 50, 'local', **kw).graph.groups]
     del probe
     rows = []
     for layer, n0 in layers:
         m = copy.deepcopy(model)
         pr = Pruner(m, {layer: max(ratios)}, 'local', **kw)
-        root = dict(m.named_modules())[layer]
+        root = find_layer(m, layer)
         rows += _prune_and_measure(m, pr, ratios, evalset, recal, layer, lambda: (n0, out_channels(root)), base)
     return rows
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from .measure import as_plain, eval_mode
+from .ratio import check_int
+from .learner import batch_inputs
 
 # %% auto #0
 __all__ = ['recalibrate_bn']
@@ -18,8 +20,7 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
                    n_batches:int|None=None, # Use at most this many batches
                   ) -> nn.Module:
     "Re-estimate the running statistics of every BatchNorm layer of `model` on `batches`"
-    if n_batches is not None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
-        raise ValueError(f"`n_batches` must be an int >= 1, got {n_batches!r}")
+    if n_batches is not None: check_int(n_batches, 'n_batches')
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns: return model
     momenta = {bn: bn.momentum for bn in bns}
@@ -30,8 +31,7 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
             for bn in bns: bn.reset_running_stats(); bn.momentum = None; bn.train()   # momentum None: cumulative average
             for b in batches:
                 if n_batches is not None and n >= n_batches: break
-                x = b[0] if isinstance(b, (tuple, list)) else b
-                model(as_plain(x).to(device)); n += 1
+                model(batch_inputs(b).to(device)); n += 1
     finally:
         for bn, mo in momenta.items(): bn.momentum = mo
     if n == 0: raise ValueError("`batches` is empty: give at least one batch")

@@ -8,8 +8,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.distributed as dist
-from .granularity import Granularities
-from .measure import as_plain, eval_mode
+from .granularity import Granularities, input_dim
+from .ratio import check_choice
+from .measure import as_plain, eval_mode, split_batch
 
 # %% auto #0
 __all__ = ['large_final', 'small_final', 'squared_final', 'random', 'large_init', 'small_init', 'large_init_large_final',
@@ -43,8 +44,7 @@ class Criteria:
         if not (callable(reducer) or reducer in _REDUCERS): raise ValueError(f"`reducer` must be one of {list(_REDUCERS)} or callable, got {reducer!r}")
         if not (normalizer is None or callable(normalizer) or normalizer in _NORMALIZERS):
             raise ValueError(f"`normalizer` must be None, one of {list(_NORMALIZERS)} or callable, got {normalizer!r}")
-        if reference not in (None, 'init', 'previous'): raise ValueError(f"`reference` must be None, 'init' or 'previous', got {reference!r}")
-        if stat not in (None, *_STATS): raise ValueError(f"`stat` must be None or one of {_STATS}, got {stat!r}")
+        check_choice(reference, 'reference', (None, 'init', 'previous')); check_choice(stat, 'stat', (None, *_STATS))
         self.weight_transform, self.combine, self.reference, self.stat, self.absolute = weight_transform, combine, reference, stat, absolute
         self.reducer = reducer if callable(reducer) else _REDUCERS[reducer]
         self.normalizer = normalizer if (normalizer is None or callable(normalizer)) else _NORMALIZERS[normalizer]
@@ -80,7 +80,7 @@ class Criteria:
               ) -> torch.Tensor:
         "Scores per granule, shaped like the weight with the spanned dims kept as size 1"
         dims = Granularities.dims(layer, granularity)
-        state = {'input_dim': _input_dim(layer), **(state or {})}
+        state = {'input_dim': input_dim(layer), **(state or {})}
         s = self.elementwise(layer.weight, state)
         if dims: s = self.reducer(s, dims)
         if self.normalizer is not None: s = self.normalizer(s)
@@ -89,10 +89,6 @@ class Criteria:
     def __call__(self, layer, granularity, state=None): return self.scores(layer, granularity, state)
 
 # %% ../../nbs/03_core.criteria.ipynb #bd09ba0b
-def _input_dim(layer:nn.Module) -> int:
-    "Dim of `layer.weight` that indexes input features"
-    return 0 if isinstance(layer, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 1
-
 def _broadcast_input_dim(v:torch.Tensor, w:torch.Tensor, dim:int) -> torch.Tensor:
     "Reshape the per-input-feature vector `v` to broadcast along `dim` of `w`"
     if v.numel() != w.shape[dim]:   # grouped conv: the weight holds in_channels/groups inputs per filter
@@ -135,13 +131,6 @@ hessian = Criteria(_half_square, stat='fisher', name='hessian')
 wanda = Criteria(torch.abs, stat='act_norm', name='wanda')
 
 # %% ../../nbs/03_core.criteria.ipynb #ee26dc7a
-def _as_xy(batch):
-    "Split a batch into inputs and targets"
-    if isinstance(batch, (tuple, list)):
-        xs = as_plain(tuple(batch))
-        return (xs[:1], xs[1:]) if len(xs) > 1 else (xs, ())
-    return (as_plain(batch),), ()
-
 @torch.no_grad()
 def _act_norms(model, layers, batches, device):
     sums, counts = {}, {}
@@ -153,7 +142,7 @@ def _act_norms(model, layers, batches, device):
     hs = [l.register_forward_pre_hook(hook) for l in layers]
     try:
         for b in batches:
-            xs, _ = _as_xy(b)
+            xs, _ = as_plain(split_batch(b))
             model(*[x.to(device) for x in xs])
     finally:
         for h in hs: h.remove()
@@ -169,7 +158,7 @@ def _grad_stats(model, layers, batches, loss_func, device):
     try:
         for l in layers: l.weight.requires_grad_(True)
         for b in batches:
-            xs, ys = _as_xy(b)
+            xs, ys = as_plain(split_batch(b))
             for p in params: p.grad = None
             loss = loss_func(model(*[x.to(device) for x in xs]), *[y.to(device) for y in ys])
             loss.backward()

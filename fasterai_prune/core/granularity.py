@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['CONV_TYPES', 'Granularities', 'n_granules']
+__all__ = ['CONV_TRANSPOSE_TYPES', 'CONV_TYPES', 'Granularities', 'n_granules', 'input_dim', 'output_dim', 'n_outputs']
 
 # %% ../../nbs/01_core.granularity.ipynb #ac684301
 def _conv_granularities(n_kernel_dims:int, transposed:bool=False) -> dict:
@@ -80,4 +80,18 @@ def n_granules(layer:nn.Module, granularity:str) -> int:
     return int(torch.tensor([s for d, s in enumerate(layer.weight.shape) if d not in spanned], dtype=torch.long).prod())
 
 # %% ../../nbs/01_core.granularity.ipynb #b6fb86b4
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)   # every torch conv layer type
+CONV_TRANSPOSE_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)   # convs whose weight is `[in, out, *k]`
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *CONV_TRANSPOSE_TYPES)   # every torch conv layer type
+
+# %% ../../nbs/01_core.granularity.ipynb #3910f5a9
+def input_dim(layer:nn.Module) -> int:
+    "Dim of `layer.weight` that indexes input features: 0 for transposed convolutions, else 1"
+    return 0 if isinstance(layer, CONV_TRANSPOSE_TYPES) else 1
+
+def output_dim(layer:nn.Module) -> int:
+    "Dim of `layer.weight` that indexes output channels: 1 for transposed convolutions, else 0"
+    return 1 - input_dim(layer)
+
+def n_outputs(layer:nn.Module) -> int:
+    "Output channels of a conv layer, output features of a linear layer; 0 for other layers"
+    return getattr(layer, 'out_channels', getattr(layer, 'out_features', 0))

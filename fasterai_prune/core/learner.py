@@ -4,11 +4,10 @@
 from __future__ import annotations
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel, DataParallel
-from .measure import as_plain
+from .measure import as_plain, split_batch
 
 # %% auto #0
-__all__ = ['WRAPPERS', 'is_wrapped', 'unwrap', 'model_of', 'is_learner', 'n_inputs', 'split_batch', 'batch_inputs',
-           'example_inputs_of']
+__all__ = ['WRAPPERS', 'is_wrapped', 'unwrap', 'model_of', 'is_learner', 'n_inputs', 'batch_inputs', 'example_inputs_of']
 
 # %% ../../nbs/05_core.learner.ipynb #86f880b7
 WRAPPERS = (DistributedDataParallel, DataParallel)
@@ -42,13 +41,6 @@ def n_inputs(dls) -> int:
     "How many leading elements of a batch of `dls` are inputs: fastai's `n_inp`, or 1 when the data does not say"
     try: return int(dls.n_inp)
     except (AttributeError, TypeError): return 1
-
-def split_batch(batch, # A batch: a tuple `(*inputs, *targets)`, or a lone tensor of inputs
-                n_inp:int=1, # How many leading elements are inputs
-               ) -> tuple:
-    "`(inputs, targets)` of `batch`, each a tuple"
-    batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-    return batch[:n_inp], batch[n_inp:]
 
 def batch_inputs(batch, n_inp:int=1, # How many leading elements of `batch` are inputs
                  n:int|None=None, # Keep only the first `n` samples

@@ -7,9 +7,11 @@ from __future__ import annotations
 import io
 import torch
 import torch.nn as nn
+from .granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES
 
 # %% auto #0
-__all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb']
+__all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb',
+           'split_batch']
 
 # %% ../../nbs/02_core.measure.ipynb #ed9955c0
 def as_plain(x):
@@ -43,19 +45,17 @@ def count_macs(model:nn.Module, example_inputs) -> tuple:
     "`(macs, params)` of one forward pass of `model` on `example_inputs`: conv and linear MACs, by `count_layer_macs`"
     return int(sum(count_layer_macs(model, example_inputs).values())), count_params(model)
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-
 @torch.no_grad()
 def count_layer_macs(model:nn.Module, example_inputs) -> dict:
     "MACs of each conv and linear layer of `model` in one forward pass (no copy of the model), keyed by module"
     macs = {}
     def hook(m, inp, out):
         if isinstance(m, nn.Linear): per_out = m.in_features
-        elif isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):   # each input position feeds out/groups × k
+        elif isinstance(m, CONV_TRANSPOSE_TYPES):   # each input position feeds out/groups × k
             macs[m] = macs.get(m, 0) + inp[0].numel() * m.weight[0].numel() + (out.numel() if m.bias is not None else 0); return
         else: per_out = m.weight[0].numel()   # in_channels / groups × kernel
         macs[m] = macs.get(m, 0) + out.numel() * per_out + (out.numel() if m.bias is not None else 0)
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*_CONVS, nn.Linear))]
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*CONV_TYPES, nn.Linear))]
     try:
         with eval_mode(model): call_model(model, as_plain(example_inputs))
     finally:
@@ -67,3 +67,11 @@ def model_size_mb(model:nn.Module) -> float:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.tell() / 1e6
+
+# %% ../../nbs/02_core.measure.ipynb #3e7ed1bd
+def split_batch(batch, # A batch: a tuple `(*inputs, *targets)`, or a lone tensor of inputs
+                n_inp:int=1, # How many leading elements are inputs
+               ) -> tuple:
+    "`(inputs, targets)` of `batch`, each a tuple"
+    batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    return batch[:n_inp], batch[n_inp:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from functools import partial
 from typing import Callable
+from .ratio import check_int
 
 # %% auto #0
 __all__ = ['one_shot', 'lin', 'cos', 'agp', 'iterative', 'one_cycle', 'dsd', 'schedules', 'Schedule', 'sched_one_shot',
@@ -105,7 +106,7 @@ schedules = {s.name: s for s in (one_shot, lin, cos, agp, iterative, one_cycle, 
 
 def iterative_steps(n_steps:int, start_pct:float=0.2, end_pct:float=1.) -> Schedule:
     "An `iterative` schedule with `n_steps` equal jumps"
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1: raise ValueError(f"`n_steps` must be an int >= 1, got {n_steps!r}")
+    check_int(n_steps, 'n_steps')
     return Schedule(partial(sched_iterative, n_steps=n_steps), start_pct, end_pct, name=f'iterative({n_steps})')
 
 # %% ../../nbs/04_core.schedule.ipynb #35cc486f

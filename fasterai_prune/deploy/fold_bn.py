@@ -9,6 +9,9 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+from ..core.granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES, n_outputs
+from ..core.ratio import module_names
+from ..core.learner import model_of
 from ..core.measure import as_plain, call_model
 from ..sparse.sparsifier import find_batchnorms
 
@@ -16,13 +19,11 @@ from ..sparse.sparsifier import find_batchnorms
 __all__ = ['BNFolding', 'fold_bn']
 
 # %% ../../nbs/70_deploy.fold_bn.ipynb #3ef7ace8
-_FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
-
-def _n_out(layer:nn.Module) -> int: return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+_FOLDABLE = (*CONV_TYPES, nn.Linear)
 
 def _foldable_layer(m:nn.Module) -> bool:
     "A conv/linear layer whose output channels torch's fusion can scale (transposed convs only with groups=1)"
-    return isinstance(m, _FOLDABLE) and not (isinstance(m, nn.modules.conv._ConvTransposeNd) and m.groups != 1)
+    return isinstance(m, _FOLDABLE) and not (isinstance(m, CONV_TRANSPOSE_TYPES) and m.groups != 1)
 
 def _count_calls(model:nn.Module, modules:list, example_inputs) -> dict:
     "How many times each module of `modules` is called in one forward pass"
@@ -74,7 +75,7 @@ def _pairs_by_fx(model:nn.Module, layers:list) -> tuple:
     for n in nodes:
         bn, src = mods.get(n.target), n.args[0] if n.args else None
         if not isinstance(bn, _BatchNorm) or not isinstance(src, torch.fx.Node) or src.op != 'call_module': continue
-        if mods.get(src.target) not in layer_set or bn.num_features != _n_out(mods[src.target]): continue
+        if mods.get(src.target) not in layer_set or bn.num_features != n_outputs(mods[src.target]): continue
         direct[mods[src.target]] = bn
         if len(src.users) == 1 and n_calls[src.target] == n_calls[n.target] == 1: res[mods[src.target]] = bn
     return direct, res
@@ -97,23 +98,16 @@ def _why_left(bn:nn.Module, after:dict) -> str:
     if bn in after: return f"the output of '{after[bn]}' is also read elsewhere, or one of them is called more than once"
     return "not fed directly by a conv or linear layer"
 
-def _model_of(model) -> nn.Module:
-    "The nn.Module to fold: `model` itself, or `model.model` for a fastai `Learner`"
-    if isinstance(model, nn.Module): return model
-    inner = getattr(model, 'model', None)
-    if isinstance(inner, nn.Module): return inner
-    raise TypeError(f"`model` must be a nn.Module or a fastai Learner, got {type(model).__name__}")
-
 # %% ../../nbs/70_deploy.fold_bn.ipynb #2eb2b92f
 def fold_bn(model:nn.Module, # Model (or fastai `Learner`, whose `model` is used) to fold, in place
             example_inputs=None, # Inputs for one forward pass to find the pairs; default: trace with `torch.fx`
            ) -> BNFolding:
     "Fold every BatchNorm fed only by a conv or linear layer into that layer, for inference; the model is left in eval mode"
-    model = _model_of(model)
+    model = model_of(model)
     if example_inputs is not None and not isinstance(example_inputs, (torch.Tensor, tuple, list, dict)):
         raise TypeError(f"`example_inputs` must be a tensor, a tuple/list of tensors or a dict, got {type(example_inputs).__name__}")
     model.eval()
-    names = {m: n for n, m in model.named_modules()}
+    names = module_names(model)
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     if not bns: return BNFolding(model)
     layers = [m for m in model.modules() if _foldable_layer(m)]
@@ -137,6 +131,6 @@ def _set_module(model:nn.Module, name:str, new:nn.Module):
 def _fold_pair(model:nn.Module, names:dict, layer:nn.Module, bn:nn.Module):
     "Fuse `bn` into `layer` with torch's fusion and put an `nn.Identity` where `bn` was"
     if isinstance(layer, nn.Linear): fused = fuse_linear_bn_eval(layer, bn)
-    else: fused = fuse_conv_bn_eval(layer, bn, transpose=isinstance(layer, nn.modules.conv._ConvTransposeNd))
+    else: fused = fuse_conv_bn_eval(layer, bn, transpose=isinstance(layer, CONV_TRANSPOSE_TYPES))
     _set_module(model, names[layer], fused)
     _set_module(model, names[bn], nn.Identity())

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel, DataParallel
-from ..core.ratio import module_names
+from ..core.ratio import module_names, check_int
 from ..core.learner import is_wrapped, unwrap
 
 # %% auto #0
@@ -202,7 +202,7 @@ def launch(fn, # A function importable by name (defined in a module, not in a no
            start_method:str='spawn', # 'spawn' or 'fork'
           ) -> list:
     "Run `fn(*args)` in `nprocs` processes forming a process group on 127.0.0.1; return each rank's result"
-    if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1: raise ValueError(f"`nprocs` must be an int >= 1, got {nprocs!r}")
+    check_int(nprocs, 'nprocs')
     if is_distributed(): raise RuntimeError("`launch` starts its own process group: call it from a process that has none")
     backend = backend or default_backend()
     with tempfile.TemporaryDirectory() as out:

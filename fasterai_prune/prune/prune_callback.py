@@ -8,7 +8,7 @@ import time, warnings
 from fastcore.basics import patch
 import torch
 import torch.nn as nn
-from ..core.ratio import check_percent
+from ..core.ratio import check_percent, check_int, check_choice
 from ..core.criteria import Criteria, large_final, check_criteria
 from ..core.schedule import Schedule, agp, check_schedule
 from ..core.measure import count_params, count_layer_macs
@@ -99,12 +99,11 @@ class PruneCallback(ScheduledCallback):
                 ):
         if isinstance(pruning_ratio, dict): pruning_ratio = {k: check_percent(v, 'pruning_ratio', str(k)) for k, v in pruning_ratio.items()}
         else: pruning_ratio = check_percent(pruning_ratio, 'pruning_ratio')
-        if context not in ('local', 'global'): raise ValueError(f"`context` must be 'local' or 'global', got {context!r}")
+        check_choice(context, 'context', ('local', 'global'))
         criteria, schedule = check_criteria(criteria), check_schedule(schedule, monotonic=True)
         check_percent(min_interval, 'min_interval')
-        for n, v in (('epochs', epochs), ('recalibrate_bn', recalibrate_bn)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (n == 'epochs')):
-                raise ValueError(f"`{n}` must be {'None or an int >= 1' if n == 'epochs' else 'an int >= 0'}, got {v!r}")
+        for n, v, lo in (('epochs', epochs, 1), ('recalibrate_bn', recalibrate_bn, 0)):
+            if v is not None: check_int(v, n, minimum=lo)
         self.pruning_ratio, self.context, self.criteria, self.schedule = pruning_ratio, context, criteria, schedule
         self.min_interval, self.epochs, self.recalibrate_bn, self.pruner_kwargs = min_interval, epochs, recalibrate_bn, pruner_kwargs
         self.pruner = self.scheduled = None

@@ -9,7 +9,7 @@ from fastcore.basics import patch
 import torch
 import torch.nn as nn
 from ..core.budget import check_target
-from ..core.ratio import check_percent, resolve_layer_ratios, module_names
+from ..core.ratio import check_percent, resolve_layer_ratios, module_names, check_int, check_choice, find_layer
 from ..core.criteria import Criteria, large_final, check_criteria, calibrate as calibrate_criteria
 from ..core.schedule import Schedule, lin, check_schedule
 from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, call_model
@@ -29,13 +29,6 @@ from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example
 __all__ = ['Pruner']
 
 # %% ../../nbs/32_prune.pruner.ipynb #0f9042c1
-_CONTEXTS = ('local', 'global')
-
-def _check_int(value, name:str, minimum:int=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
-    return value
-
 def _restore_modules(model:nn.Module, backup:nn.Module):
     "Put back every module's own state from `backup` (a deep copy), keeping the module objects themselves"
     for m, b in zip(model.modules(), backup.modules()):
@@ -43,11 +36,9 @@ def _restore_modules(model:nn.Module, backup:nn.Module):
 
 def _resolve_layers(model:nn.Module, layers, name:str) -> list:
     "Modules named or given in `layers`"
-    by_name, res = dict(model.named_modules()), []
+    res = []
     for l in layers or []:
-        if isinstance(l, str):
-            if l not in by_name: raise ValueError(f"`{name}` names layer '{l}', which is not in the model")
-            res.append(by_name[l])
+        if isinstance(l, str): res.append(find_layer(model, l, name))
         elif isinstance(l, nn.Module): res.append(l)
         else: raise TypeError(f"`{name}` must hold layer names or modules, got {type(l).__name__}")
     return res
@@ -73,15 +64,15 @@ class Pruner:
                 ):
         self.learn = model if is_learner(model) else None
         model = model_of(model)
-        if context not in _CONTEXTS: raise ValueError(f"`context` must be one of {_CONTEXTS}, got {context!r}")
+        check_choice(context, 'context', ('local', 'global'))
         criteria, schedule = check_criteria(criteria), check_schedule(schedule, monotonic=True)
-        _check_int(iterative_steps, 'iterative_steps')
+        check_int(iterative_steps, 'iterative_steps')
         check_target(target)
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
-        if round_to is not None: _check_int(round_to, 'round_to')
+        if round_to is not None: check_int(round_to, 'round_to')
         else: round_to = adapter_round_to(model_of(model))   # e.g. Llama's config wants a hidden size divisible by its heads
-        if attention not in ('head_dim', 'heads'): raise ValueError(f"`attention` must be 'head_dim' or 'heads', got {attention!r}")
+        check_choice(attention, 'attention', ('head_dim', 'heads'))
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
         if isinstance(pruning_ratio, dict):
             if context != 'local': raise ValueError("a per-layer `pruning_ratio` dict needs context='local'")

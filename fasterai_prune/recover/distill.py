@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from ..core.learner import model_of, is_learner, n_inputs, batch_inputs
 from ..core.measure import as_plain, eval_mode, call_model
+from ..core.ratio import find_layer
 
 # %% auto #0
 __all__ = ['check_distill_args', 'distillation_loss', 'FeaturePair', 'feature_pairs', 'find_layers', 'ChannelProjection',
@@ -59,10 +60,7 @@ def feature_pairs(features) -> list:
 
 def find_layers(model:nn.Module, names:list, side:str) -> list:
     "The modules of `model` called `names`; a `ValueError` naming `features` and `side` for an unknown name"
-    by_name = dict(model.named_modules())
-    for n in names:
-        if n not in by_name or n == '': raise ValueError(f"`features` names {side} layer '{n}', which is not in the {side} model")
-    return [by_name[n] for n in names]
+    return [find_layer(model, n, 'features', side) for n in names]
 
 # %% ../../nbs/51_recover.distill.ipynb #a315d251
 class ChannelProjection(nn.Module):

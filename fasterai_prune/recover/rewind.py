@@ -10,6 +10,7 @@ from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, combined_cos
 from ..core.learner import model_of
+from ..core.ratio import check_int
 
 # %% auto #0
 __all__ = ['TrainingSchedule', 'ScheduleRecorder', 'one_cycle_schedule', 'check_rewind_epoch', 'rewound', 'fit_rewound']
@@ -52,9 +53,7 @@ def one_cycle_schedule(n_epoch:int, # Epochs of the original fit
 def check_rewind_epoch(schedule:TrainingSchedule, rewind_epoch) -> int:
     "`rewind_epoch`, checked to be an int in [0, schedule.n_epoch)"
     if not isinstance(schedule, TrainingSchedule): raise TypeError(f"`schedule` must be a TrainingSchedule, got {type(schedule).__name__}")
-    if isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int) or not 0 <= rewind_epoch < schedule.n_epoch:
-        raise ValueError(f"`rewind_epoch` must be an int in [0, {schedule.n_epoch}), the epochs of the schedule; got {rewind_epoch!r}")
-    return rewind_epoch
+    return check_int(rewind_epoch, 'rewind_epoch', minimum=0, below=schedule.n_epoch)
 
 def rewound(schedule:TrainingSchedule, # The original schedule
             rewind_epoch:int, # Epoch of the original fit where the new fit starts
@@ -76,6 +75,6 @@ def fit_rewound(learn, # A fastai `Learner` (its model already pruned)
     if not hasattr(learn, 'fit'): raise TypeError(f"`learn` must be a fastai Learner, got {type(learn).__name__}")
     scheds = rewound(schedule, rewind_epoch)
     n_epoch = schedule.n_epoch - rewind_epoch if n_epoch is None else n_epoch
-    if isinstance(n_epoch, bool) or not isinstance(n_epoch, int) or n_epoch < 1: raise ValueError(f"`n_epoch` must be an int >= 1, got {n_epoch!r}")
+    check_int(n_epoch, 'n_epoch')
     learn.fit(n_epoch, cbs=L(ParamScheduler(scheds)) + L(cbs), **kwargs)
     return learn

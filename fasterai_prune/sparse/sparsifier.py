@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from fastcore.basics import patch
-from ..core.ratio import check_percent, resolve_layer_ratios
-from ..core.granularity import Granularities
-from ..core.criteria import Criteria, criterias, calibrate, check_criteria, large_final, _input_dim
+from ..core.ratio import check_percent, resolve_layer_ratios, check_int, check_choice
+from ..core.granularity import Granularities, input_dim, output_dim, n_outputs
+from ..core.criteria import Criteria, criterias, calibrate, check_criteria, large_final
 from ..core.learner import model_of, is_learner, example_inputs_of
 from ..core.measure import as_plain, eval_mode
 
@@ -49,17 +49,13 @@ def _bn_by_fx(model:nn.Module, layers:list) -> dict:
             res[mods[src.target]] = mods[node.target]
     return res
 
-def _n_out(layer:nn.Module) -> int:
-    "Number of output channels of a conv or linear layer"
-    return getattr(layer, 'out_channels', getattr(layer, 'out_features', 0))
-
 def find_batchnorms(model:nn.Module, # Model to look into
                     layers:list, # Conv or linear layers of `model`
                     example_inputs=None, # Inputs for one forward pass; default: trace the model with `torch.fx`
                    ) -> dict:
     "Map each layer of `layers` to the BatchNorm its output goes straight into, following the data flow"
     found = _bn_by_hooks(model, layers, example_inputs) if example_inputs is not None else _bn_by_fx(model, layers)
-    return {l: bn for l, bn in found.items() if bn.num_features == _n_out(l)}
+    return {l: bn for l, bn in found.items() if bn.num_features == n_outputs(l)}
 
 # %% ../../nbs/40_sparse.sparsifier.ipynb #2340b90e
 def _drop_lowest(flat:torch.Tensor, k:int) -> torch.Tensor:
@@ -151,8 +147,6 @@ def sparsity_report(model:nn.Module, # Model to measure
                            if isinstance(m, layer_type) and isinstance(getattr(m, 'weight', None), torch.Tensor)])
 
 # %% ../../nbs/40_sparse.sparsifier.ipynb #e889865e
-_CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-
 def _check_layer_type(layer_type) -> tuple:
     lt = layer_type if isinstance(layer_type, tuple) else (layer_type,)
     if not lt or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in lt):
@@ -165,9 +159,6 @@ def _check_nm(nm) -> tuple|None:
     if (isinstance(nm, (tuple, list)) and len(nm) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
         and 0 < nm[0] < nm[1]): return tuple(nm)
     raise ValueError(f"`nm` must be False, True (2:4) or a pair (n, m) with 0 < n < m, got {nm!r}")
-
-
-def _out_dim(layer:nn.Module) -> int: return 1 if isinstance(layer, _CONV_TRANSPOSE) else 0
 
 # %% ../../nbs/40_sparse.sparsifier.ipynb #217e6ae0
 class Sparsifier:
@@ -186,7 +177,7 @@ class Sparsifier:
         model = model_of(model)
         layer_type = Granularities.layer_types() if layer_type is None else layer_type
         self.layer_type, self.nm, self.criteria = _check_layer_type(layer_type), _check_nm(nm), check_criteria(criteria)
-        if context not in ('local', 'global'): raise ValueError(f"`context` must be 'local' or 'global', got {context!r}")
+        check_choice(context, 'context', ('local', 'global'))
         if not isinstance(granularity, str): raise TypeError(f"`granularity` must be a name (str), got {granularity!r}")
         if self.nm and granularity != 'weight':
             raise ValueError(f"`nm` patterns choose single weights: use `granularity`='weight', not '{granularity}'")
@@ -282,8 +273,8 @@ def _batchnorms(self:Sparsifier) -> dict:
 def _channel_masks(self:Sparsifier, m:nn.Module, mask:torch.Tensor|None) -> dict:
     "`{tensor: mask}` for the bias and BatchNorm of output channels that are entirely masked"
     if mask is None: return {}
-    d = _out_dim(m)
-    if mask.shape[d] != _n_out(m): return {}   # grouped ConvTranspose: channels are split over two dims
+    d = output_dim(m)
+    if mask.shape[d] != n_outputs(m): return {}   # grouped ConvTranspose: channels are split over two dims
     alive = (mask.detach().movedim(d, 0).reshape(mask.shape[d], -1) != 0).any(1)
     if bool(alive.all()): return {}
     res = {}
@@ -338,16 +329,15 @@ def sparsify_model(self:Sparsifier, sparsity:float|dict, # Percent of weights to
                   ):
     "Recompute the masks for `sparsity` and zero the weights they drop"
     percents = self._resolve(sparsity)
-    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
-        raise ValueError(f"`round_to` must be None or a positive int, got {round_to!r}")
+    if round_to is not None: check_int(round_to, 'round_to')
     new = {}
     if self.nm:
         n, m_ = self.nm
         for m, p in percents.items():
             if p == 0: new[m] = None; continue
-            keep = _nm_mask(self._scores(m, 'weight'), n, m_, _input_dim(m))
+            keep = _nm_mask(self._scores(m, 'weight'), n, m_, input_dim(m))
             if keep is None:
-                self.skipped[self.names[m]] = f"skipped: {m.weight.shape[_input_dim(m)]} input channels is not a multiple of {m_}"
+                self.skipped[self.names[m]] = f"skipped: {m.weight.shape[input_dim(m)]} input channels is not a multiple of {m_}"
                 new[m] = None
             else: new[m] = keep
         pattern = 100 * (1 - n / m_)

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 import torch
 import torch.nn as nn
-from ..core.ratio import check_percent
+from ..core.ratio import check_percent, check_int, check_choice
 from ..core.criteria import Criteria, large_final, check_criteria
 from ..core.schedule import Schedule, agp, check_schedule
 from ..core.callback import ScheduledCallback
@@ -88,10 +88,9 @@ class SparsifyCallback(ScheduledCallback):
         if not isinstance(sparsity, dict): sparsity = check_percent(sparsity, 'sparsity')
         elif not sparsity: raise ValueError("`sparsity` is an empty dict: name at least one layer")
         else: sparsity = {k: check_percent(v, 'sparsity', str(k)) for k, v in sparsity.items()}
-        for n, v, lo in (('rewind_epoch', rewind_epoch, 0), ('frequency', frequency, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"`{n}` must be an int >= {lo}, got {v!r}")
+        check_int(rewind_epoch, 'rewind_epoch', minimum=0); check_int(frequency, 'frequency')
         if not isinstance(granularity, str): raise TypeError(f"`granularity` must be a name (str), got {granularity!r}")
-        if context not in ('local', 'global'): raise ValueError(f"`context` must be 'local' or 'global', got {context!r}")
+        check_choice(context, 'context', ('local', 'global'))
         self.sparsity, self.granularity, self.context, self.round_to, self.nm, self.layer_type = sparsity, granularity, context, round_to, nm, layer_type
         self.criteria, self.schedule = check_criteria(criteria), check_schedule(schedule)
         self.lth, self.rewind_epoch, self.reset_end, self.save_tickets, self.frequency, self.verbose = lth, rewind_epoch, reset_end, save_tickets, frequency, verbose
