@@ -22,7 +22,7 @@ from ..tp.planner import DependencyPruner
 from ..tp.importance import CriteriaImportance
 from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure
 from ..tp.tracked import remap_optimizer
-from ..tp.registry import default_custom_ops, attention_heads, restore_attention_dims
+from ..tp.registry import default_custom_ops, attention_heads
 
 # %% auto #0
 __all__ = ['Pruner']
@@ -35,10 +35,20 @@ def _check_int(value, name:str, minimum:int=1):
         raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
     return value
 
-def _restore_modules(model:nn.Module, backup:nn.Module):
-    "Put back every module's own state from `backup` (a deep copy), keeping the module objects themselves"
-    for m, b in zip(model.modules(), backup.modules()):
-        m.__dict__.update({k: v for k, v in b.__dict__.items() if k != '_modules'})
+def _snapshot_modules(model:nn.Module) -> list:
+    "What a prune can change, without copying a tensor: each module's attributes (containers' contents too), each parameter's data and grad"
+    shallow = lambda v: list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else None
+    return [(m, {k: (v, shallow(v)) for k, v in vars(m).items()},
+             [(p, p.data, p.grad, p.requires_grad) for p in m._parameters.values() if p is not None]) for m in model.modules()]
+
+def _restore_modules(snapshot:list):
+    "Put every module, container and parameter of `snapshot` back as it was: the same objects, the same tensors"
+    for m, attrs, params in snapshot:
+        for k in [k for k in vars(m) if k not in attrs]: delattr(m, k)
+        for k, (v, contents) in attrs.items():
+            if contents is not None: v.clear(); (v.extend if isinstance(v, list) else v.update)(contents)
+            m.__dict__[k] = v
+        for p, data, grad, flag in params: p.data = data; p.grad = grad; p.requires_grad_(flag)
 
 def _resolve_layers(model:nn.Module, layers, name:str) -> list:
     "Modules named or given in `layers`"
@@ -62,7 +72,7 @@ class Pruner:
                  schedule:Schedule|str=lin, # Progress of the iterative steps towards the ratio: a `Schedule` or its name
                  ignored_layers:list|None=None, # Layers (names or modules) whose output channels are kept, besides the output layers
                  example_inputs=None, # Input used to trace the model; default: a random batch shaped for it
-                 round_to:int|None=None, # Keep channel counts multiples of this
+                 round_to:int|str|None='auto', # Keep channel counts multiples of this; 'auto': 8 for a 'latency' target, else None
                  verbose:bool=True, # Print what is ignored and why
                  check_first_prune:bool=True, # Keep a copy during the first prune, check the result, restore it if broken
                  target:str='channels', # What `pruning_ratio` counts: 'channels', 'params', 'macs' or 'latency' (measured here)
@@ -78,6 +88,7 @@ class Pruner:
         check_target(target)
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
+        if round_to == 'auto': round_to = 8 if target == 'latency' else None   # fast kernels work on blocks of 8 channels
         if round_to is not None: _check_int(round_to, 'round_to')
         if attention not in ('head_dim', 'heads'): raise ValueError(f"`attention` must be 'head_dim' or 'heads', got {attention!r}")
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
@@ -179,15 +190,14 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
     if self.failed: raise ValueError(f"this Pruner's first prune failed and was undone ({self.failed}); build a new one")
     self.progress = max(self.progress, float(progress))
     if self.criteria.reference == 'previous' and not self.layer_state: self._store_reference()
-    backup = None if self.verified else copy.deepcopy(self.model)   # the first prune is checked, and undone if wrong
+    backup = None if self.verified else _snapshot_modules(self.model)   # the first prune is checked, and undone if wrong
     try:
-        moved = self.graph.prune_budget(self.progress)
-        restore_attention_dims(self.model)
+        moved = self.graph.prune_budget(self.progress)   # adapters re-derive attention sizes in there
         problem = None if self.verified else self._check_pruned()
     except Exception as e: problem = f"{type(e).__name__}: {e}"
     if problem:
         if backup is None: raise RuntimeError(problem)
-        _restore_modules(self.model, backup)
+        _restore_modules(backup)
         self.failed = problem
         raise ValueError(f"pruning {type(self.model).__name__} with torch-pruning gave a broken model ({problem}); "
                          "the model was restored unchanged. Pass the layer named here in `ignored_layers`, or a customized pruner")
