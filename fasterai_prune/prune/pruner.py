@@ -148,7 +148,9 @@ class Pruner:
         self.target = target
         if target != 'channels': self.graph.set_budget(target, example_inputs)
         self.steps_done, self.progress, self.verified, self.failed = 0, 0., not check_first_prune, None
-        self.initial = self._snapshot()
+        # MACs before are derived at `report()` from the output positions measured then (pruning does not change them):
+        # no forward pass here, except for transposed convs, whose MACs follow their inputs
+        self.initial = self._snapshot(measure=any(isinstance(m, nn.modules.conv._ConvTransposeNd) for m in model.modules()))
 
     def _store_reference(self):
         "Keep the current weights as the criteria's reference"
@@ -158,15 +160,16 @@ class Pruner:
 
     def _state_of(self, layer): return self.layer_state.get(layer)
 
-    def _snapshot(self) -> dict:
-        "Per-layer channels, parameters and MACs, measured now"
-        macs = count_layer_macs(self.model, self.example_inputs)
+    def _snapshot(self, measure:bool=True) -> dict:
+        "Per-layer channels, parameters, MACs per output position, and the MACs measured now (None unless `measure`)"
+        macs = count_layer_macs(self.model, self.example_inputs) if measure else {}
         res = {}
         for n, m in self.model.named_modules():
             if isinstance(m, (*CONV_TYPES, nn.Linear)):
                 i, o = (m.in_channels, m.out_channels) if isinstance(m, CONV_TYPES) else (m.in_features, m.out_features)
-                res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()), macs=macs.get(m, 0))
-        res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()))
+                res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()),
+                              macs=macs.get(m, 0) if measure else None, per_position=o * (m.weight[0].numel() + (m.bias is not None)))
+        res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()) if measure else None)
         return res
 
 # %% ../../nbs/32_prune.pruner.ipynb #92568c85
@@ -270,8 +273,10 @@ def report(self:Pruner, show:bool=True) -> list:
     for name, b in self.initial.items():
         a = now.get(name)
         if name == '' or a is None: continue
+        # a conv/linear layer's MACs are its output positions (unchanged by pruning) × its MACs per position
+        before = b['macs'] if b['macs'] is not None else a['macs'] // a['per_position'] * b['per_position']
         rows.append(dict(layer=name, type=b['type'], in_before=b['in_ch'], in_after=a['in_ch'], out_before=b['out_ch'],
-                         out_after=a['out_ch'], params_before=b['params'], params_after=a['params'], macs_before=b['macs'], macs_after=a['macs']))
+                         out_after=a['out_ch'], params_before=b['params'], params_after=a['params'], macs_before=before, macs_after=a['macs']))
     if show:
         print(f"{'layer':<28}{'type':<8}{'in':>11}{'out':>11}{'params':>21}{'MACs':>25}")
         for r in rows:
