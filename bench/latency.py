@@ -10,6 +10,9 @@ bisection with fasterai_prune's `Pruner`; fasterai 0.4.1 is run at the same chan
   +fold                    BatchNorms folded into the convs (`deploy.fold_bn`)
   +fold+cl                 ... and channels_last memory format for weights and input
   r8+fold                  pruned with round_to=8 (channel counts multiples of 8), folded
+  lat+fold                 (models of `--latency-models`) pruned with target='latency' (round_to='auto': 8) to remove as
+                           much latency as MACs are removed (100 - `--macs-kept` percent), planned on per-layer latencies
+                           measured at batch `--batch`; folded. Its ratio is against its own MACs speedup
   ort                      onnxruntime (CPU, same thread count) on the folded model (`deploy.export_onnx`), r8 too
 Latency: wall time and process CPU time (all threads), median of `--rounds` rounds after 2 warm-up calls; within a round every variant runs once, in turn, so that
 load from other processes on a shared CPU hits all variants alike. Speedups are dense/pruned for the same deployment
@@ -35,9 +38,9 @@ from fasterai_prune.deploy.onnx import export_onnx, import_deploy
 
 def new_model(name): torch.manual_seed(0); return getattr(tvm, name)(weights=None).eval()
 
-def ours(name, ratio, x1, round_to=None):
+def ours(name, ratio, x1, round_to=None, target='channels'):
     m = new_model(name)
-    Pruner(m, ratio, 'local', large_final, example_inputs=x1, round_to=round_to, verbose=False).prune_model()
+    Pruner(m, ratio, 'local', large_final, example_inputs=x1, round_to=round_to, target=target, verbose=False).prune_model()
     return m.eval()
 
 def fasterai_041(name, ratio, x1):
@@ -146,6 +149,7 @@ def main():
     ap.add_argument('--size', type=int, default=224); ap.add_argument('--no-ort', action='store_true')
     ap.add_argument('--no-041', action='store_true'); ap.add_argument('--profile', action='store_true')
     ap.add_argument('--channel-sweep', action='store_true', help='only time single convs at odd and round channel counts')
+    ap.add_argument('--latency-models', nargs='*', default=['mobilenet_v3_large'], help="models also pruned with target='latency'")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.channel_sweep: return channel_sweep(args.threads, args.batch)
@@ -164,6 +168,7 @@ def main():
         ratio, kept = ratio_for(name, args.macs_kept, x1, d_macs)
         print(f"\n## {name}: channel ratio {ratio:.2f}% (local, large_final) keeps {kept:.1f}% of {d_macs / 1e9:.2f} GMACs")
         models = {'dense': dense, 'pruned': ours(name, ratio, x1), 'pruned r8': ours(name, ratio, x1, round_to=8)}
+        if name in args.latency_models: models['pruned lat'] = ours(name, 100 - args.macs_kept, x, target='latency')
         if have_041:
             try: models['0.4.1'] = fasterai_041(name, ratio, x1)
             except Exception as e: print(f"fasterai 0.4.1 failed on {name}: {type(e).__name__}: {str(e)[:150]}")
@@ -194,7 +199,7 @@ def main():
         if args.profile: amdahl(variants['dense+fold'][0], variants['pruned+fold'][0], x, x1, ratio)
     print("\n| model | variant | MACs speedup | wall speedup | wall / MACs | CPU speedup | CPU / MACs |\n|---|---|---:|---:|---:|---:|---:|")
     for name, k, ms, ls, cs in summary:
-        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned ort', 'pruned r8 ort', '0.4.1+fold', '0.4.1 ort'):
+        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned ort', 'pruned r8 ort', 'pruned lat+fold', 'pruned lat ort', '0.4.1+fold', '0.4.1 ort'):
             print(f"| {name} | {k} | {ms:.2f}× | {ls:.2f}× | {ls / ms:.2f} | {cs:.2f}× | {cs / ms:.2f} |")
     print("anchor: latency speedup >= 0.9 × MACs speedup (ratio >= 0.90) for resnet50 and mobilenet_v3_large")
 

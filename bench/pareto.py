@@ -68,14 +68,11 @@ TASKS = {  # data, model, example input, epochs, lr, channel-ratio sweeps (ours,
 }
 
 def callback(lib:str, ratio:float, x1:tuple):
-    if lib == 'bnreset':   # ours with BatchNorm running statistics restarted after every prune (bench/prune_callback.py)
-        sys.path.insert(0, str(Path(__file__).parent)); from prune_callback import ours_callback
-        return ours_callback('bnreset', ratio)
-    if lib == 'ours':
+    if lib in ('ours', 'nobn'):   # nobn: without the BatchNorm restart after each prune (`restart_bn=0`), as before issue 12
         from fasterai_prune.prune.prune_callback import PruneCallback
         from fasterai_prune.core.schedule import agp
         from fasterai_prune.core.criteria import large_final
-        return PruneCallback(ratio, 'global', large_final, agp)
+        return PruneCallback(ratio, 'global', large_final, agp, restart_bn=10 if lib == 'ours' else 0)
     from fasterai.prune.prune_callback import PruneCallback
     from fasterai.core.schedule import agp
     from fasterai.core.criteria import large_final
@@ -116,7 +113,7 @@ def sweep(task:str, lib:str, ratios:list, seeds:list, epochs:int) -> dict:
 def plot(task:str, results:dict, dense:float, path:Path):
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for lib, label in (('ours', 'fasterai_prune'), ('old', 'fasterai 0.4.1'), ('bnreset', 'fasterai_prune + BN restart')):
+    for lib, label in (('ours', 'fasterai_prune'), ('old', 'fasterai 0.4.1'), ('nobn', 'fasterai_prune, restart_bn=0')):
         if lib not in results: continue
         runs = [r for rs in results[lib].values() for r in rs]
         ax.scatter([r['macs'] for r in runs], [r['acc'] for r in runs], s=10, alpha=0.4)
@@ -133,8 +130,8 @@ def main():
     ap.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); ap.add_argument('--epochs', type=int, default=None)
     ap.add_argument('--quick', action='store_true'); ap.add_argument('--no-plot', action='store_true')
-    ap.add_argument('--libs', nargs='+', default=['ours', 'old'], choices=['ours', 'old', 'bnreset'],
-                    help="ours, old (fasterai 0.4.1), bnreset (ours + the BatchNorm restart of bench/prune_callback.py)")
+    ap.add_argument('--libs', nargs='+', default=['ours', 'old'], choices=['ours', 'old', 'nobn'],
+                    help="ours, old (fasterai 0.4.1), nobn (ours without the BatchNorm restart after each prune: restart_bn=0)")
     ap.add_argument('--threads', type=int, default=1, help='torch threads (1: least hurt by a shared, oversubscribed CPU)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,13 +149,13 @@ def main():
         print(f"  dense accuracy: {np.mean(dense):.4f} ({' '.join(f'{a:.4f}' for a in dense)})", flush=True)
         results = {}
         for lib in list(libs):
-            ratios = t['ours' if lib == 'bnreset' else lib]
+            ratios = t['ours' if lib == 'nobn' else lib]
             if args.quick: ratios = ratios[::2]
             try: results[lib] = sweep(task, lib, ratios, args.seeds, epochs)
             except Exception as e:   # fasterai 0.4.1 has no Conv1d support, for one
                 print(f"  {lib} fails on {task}: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}", flush=True)
         libs_ok = [l for l in libs if l in results]
-        names = {'ours': 'fasterai_prune', 'old': 'fasterai 0.4.1', 'bnreset': 'fasterai_prune + BN restart'}
+        names = {'ours': 'fasterai_prune', 'old': 'fasterai 0.4.1', 'nobn': 'fasterai_prune, restart_bn=0'}
         lines = [f"\n### {task} ({epochs} epochs, seeds {args.seeds}; dense {np.mean(dense):.4f}): accuracy at MACs kept, mean [min] over seeds",
                  "| MACs kept | " + " | ".join(names[l] for l in libs_ok) + " |", "|---:|" + "---:|" * len(libs_ok)]
         for b in BUDGETS:

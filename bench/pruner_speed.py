@@ -3,11 +3,13 @@
 Run: python bench/pruner_speed.py [--repeats 3] [--ratio 30]
 Prints one row per model and library: build seconds, step seconds, parameters kept (median over repeats).
 """
-import argparse, contextlib, io, statistics, time, warnings
+import argparse, contextlib, io, statistics, sys, time, warnings
 import torch
 from torchvision.models import resnet18, resnet50
 
-warnings.filterwarnings('ignore')
+warnings.filterwarnings("ignore")
+ANCHORS = "/work/.anchors"   # fasterai 0.4.1: pip install --no-deps --target /work/.anchors fasterai==0.4.1
+if ANCHORS not in sys.path: sys.path.append(ANCHORS)
 
 def ours(model, ratio, context):
     from fasterai_prune.prune.pruner import Pruner
@@ -37,14 +39,16 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.context} {args.ratio:g}%, median of {args.repeats}")
     print(f"{'model':<10}{'library':<17}{'build s':>9}{'step s':>9}{'total s':>9}{'params kept':>13}")
     for name, ctor in [('resnet18', resnet18), ('resnet50', resnet50)]:
-        for lib, fn in libs.items():
-            builds, steps, kept = [], [], None
-            for _ in range(args.repeats):
+        res = {lib: ([], [], None) for lib in libs}
+        for _ in range(args.repeats):   # the libraries alternate: a shared CPU's load hits both alike
+            for lib, fn in libs.items():
                 torch.manual_seed(0)
                 m = ctor(weights=None); n0 = sum(p.numel() for p in m.parameters())
                 b, s = fn(m, args.ratio, args.context)
-                builds.append(b); steps.append(s); kept = sum(p.numel() for p in m.parameters()) / n0
+                builds, steps, _ = res[lib]
+                builds.append(b); steps.append(s); res[lib] = (builds, steps, sum(p.numel() for p in m.parameters()) / n0)
+        for lib, (builds, steps, kept) in res.items():
             b, s = statistics.median(builds), statistics.median(steps)
-            print(f"{name:<10}{lib:<17}{b:>9.2f}{s:>9.2f}{b + s:>9.2f}{kept:>13.3f}")
+            print(f"{name:<10}{lib:<17}{b:>9.2f}{s:>9.2f}{b + s:>9.2f}{kept:>13.3f}", flush=True)
 
 if __name__ == '__main__': main()

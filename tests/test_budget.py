@@ -49,3 +49,21 @@ def test_latency_target_reports_measured_figure():
     p.prune_model()
     assert p.graph.total0 > 0
     assert model(x).shape == (1, 1000)
+
+def test_round_to_auto():
+    "round_to='auto': multiples of 8 for a latency target; counted targets keep exact figures (None)"
+    from fasterai_prune.data import digits_cnn
+    x = torch.randn(1, 1, 16, 16)
+    widths = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]
+    torch.manual_seed(0)
+    model = digits_cnn(32).eval()
+    p = Pruner(model, 50, 'global', target='latency', example_inputs=x, verbose=False)
+    p.prune_model()
+    assert p.round_to == 8 and widths(model) != widths(digits_cnn(32))
+    assert [w % 8 for w in widths(model)] == [0] * len(widths(model)), widths(model)
+    for target in ('channels', 'macs'):
+        model = digits_cnn(32).eval()
+        p = Pruner(model, 30, 'local', target=target, example_inputs=x, verbose=False)
+        p.prune_model()
+        assert p.round_to is None and any(w % 8 for w in widths(model)), widths(model)
+    with pytest.raises(ValueError, match='round_to'): Pruner(digits_cnn(32), 30, round_to='eight', example_inputs=x, verbose=False)

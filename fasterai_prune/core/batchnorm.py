@@ -11,7 +11,7 @@ from .ratio import check_int
 from .learner import batch_inputs
 
 # %% auto #0
-__all__ = ['recalibrate_bn']
+__all__ = ['recalibrate_bn', 'batchnorms', 'BatchNormRestart']
 
 # %% ../../nbs/08_core.batchnorm.ipynb #ca3eec1f
 @torch.no_grad()
@@ -36,3 +36,36 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
         for bn, mo in momenta.items(): bn.momentum = mo
     if n == 0: raise ValueError("`batches` is empty: give at least one batch")
     return model
+
+# %% ../../nbs/08_core.batchnorm.ipynb #b4f51519
+def batchnorms(model:nn.Module) -> list:
+    "The BatchNorm layers of `model` that keep running statistics"
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+class BatchNormRestart:
+    "Reset the running statistics of the training BatchNorm layers, average them over the next `steps` batches, then restore their momentum"
+    def __init__(self, steps:int=10): # Training batches averaged cumulatively after each restart
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1: raise ValueError(f"`steps` must be an int >= 1, got {steps!r}")
+        self.steps, self.momenta, self.seen = steps, {}, 0
+
+    @property
+    def active(self) -> bool: return bool(self.momenta)
+
+    def restart(self, model:nn.Module):
+        "Reset the statistics of every BatchNorm of `model` in training mode; average from the next batch on"
+        for bn in batchnorms(model):
+            if not bn.training: continue
+            self.momenta.setdefault(bn, bn.momentum)
+            bn.reset_running_stats(); bn.momentum = None
+        self.seen = 0
+
+    def step(self):
+        "One more training batch went through the model"
+        if not self.momenta: return
+        self.seen += 1
+        if self.seen >= self.steps: self.restore()
+
+    def restore(self):
+        "Give every restarted layer its own momentum back"
+        for bn, mo in self.momenta.items(): bn.momentum = mo
+        self.momenta = {}

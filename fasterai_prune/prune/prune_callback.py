@@ -14,7 +14,7 @@ from ..core.schedule import Schedule, agp, check_schedule
 from ..core.measure import count_params, count_layer_macs
 from ..core.learner import batch_inputs, n_inputs, model_of, is_wrapped
 from ..core.callback import ScheduledCallback
-from ..core.batchnorm import recalibrate_bn as recalibrate_batchnorm
+from ..core.batchnorm import recalibrate_bn as recalibrate_batchnorm, BatchNormRestart
 from .pruner import Pruner
 from .io import track_pruning, pruning_tracker, pruning_record_of
 from .distributed import rewrap, check_process_group, check_same_on_all_ranks, is_main_process, barrier, pruner_setup
@@ -95,6 +95,7 @@ class PruneCallback(ScheduledCallback):
                  min_interval:float=4., # Least share of training (percent) between two prunes
                  epochs:int|None=None, # Epochs the schedule spans over consecutive fits (e.g. `f + e` of `fine_tune`); default: the first fit
                  recalibrate_bn:int=0, # Batches to re-estimate BatchNorm statistics on before validating an epoch that pruned
+                 restart_bn:int=10, # After each prune, BatchNorm statistics restart, averaged over this many training batches (0: off)
                  **pruner_kwargs, # Passed to `Pruner` (`round_to`, `ignored_layers`, `example_inputs`...)
                 ):
         if isinstance(pruning_ratio, dict): pruning_ratio = {k: check_percent(v, 'pruning_ratio', str(k)) for k, v in pruning_ratio.items()}
@@ -102,10 +103,11 @@ class PruneCallback(ScheduledCallback):
         check_choice(context, 'context', ('local', 'global'))
         criteria, schedule = check_criteria(criteria), check_schedule(schedule, monotonic=True)
         check_percent(min_interval, 'min_interval')
-        for n, v, lo in (('epochs', epochs, 1), ('recalibrate_bn', recalibrate_bn, 0)):
+        for n, v, lo in (('epochs', epochs, 1), ('recalibrate_bn', recalibrate_bn, 0), ('restart_bn', restart_bn, 0)):
             if v is not None: check_int(v, n, minimum=lo)
         self.pruning_ratio, self.context, self.criteria, self.schedule = pruning_ratio, context, criteria, schedule
         self.min_interval, self.epochs, self.recalibrate_bn, self.pruner_kwargs = min_interval, epochs, recalibrate_bn, pruner_kwargs
+        self.bn_restart = BatchNormRestart(restart_bn) if restart_bn else None
         self.pruner = self.scheduled = None
         self.history, self.epoch_log, self.prune_seconds, self.epochs_done, self.done = [], [], 0., 0, False
 
@@ -150,7 +152,9 @@ def after_step(self:PruneCallback):
     if not (self.active and self.training and self.scheduled): return
     start, pct = time.perf_counter(), self.pct_of_schedule()
     moved = self.scheduled.step(pct, batch=(*self.xb, *self.yb), loss_func=self.learn.loss_func)
+    if self.bn_restart is not None: self.bn_restart.step()
     if moved is not None:
+        if self.bn_restart is not None: self.bn_restart.restart(self.model)   # the statistics of the unpruned model are stale
         self.pruned_this_epoch = True
         pruning_tracker(model_of(self.learn)).record['stage'] = dict(progress=self.scheduled.progress)   # for a resumed fit
         self.history.append(dict(pct_train=pct, iter=self.train_iter, progress=self.scheduled.progress,
@@ -161,6 +165,8 @@ def after_step(self:PruneCallback):
 def before_validate(self:PruneCallback):
     if self.active and self.recalibrate_bn and self.pruned_this_epoch:
         recalibrate_batchnorm(self.model, self.dls.train, self.recalibrate_bn)
+    elif self.active and self.bn_restart is not None and self.bn_restart.active and self.bn_restart.seen == 0:
+        recalibrate_batchnorm(self.model, self.dls.train, min(self.bn_restart.steps, 4))   # pruned at the last batch: nothing averaged yet
     self.pruned_this_epoch = False
 
 @patch
@@ -174,6 +180,7 @@ def after_train(self:PruneCallback):
 # %% ../../nbs/33_prune.prune_callback.ipynb #e9b92270
 @patch
 def after_fit(self:PruneCallback):
+    if self.bn_restart is not None: self.bn_restart.restore()   # the user's momentum, whatever happened
     if self.active and self.scheduled is not None:
         if not self.cancelled: self.epochs_done += self.n_epoch
         if self.scheduled.progress >= 1 or self.epochs_done >= self.span: self._close()

@@ -22,17 +22,27 @@ from ..tp.planner import DependencyPruner
 from ..tp.importance import CriteriaImportance
 from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure
 from ..tp.tracked import remap_optimizer
-from ..tp.registry import default_custom_ops, attention_heads, restore_attention_dims
+from ..tp.registry import default_custom_ops, attention_heads
 from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
 
 # %% auto #0
 __all__ = ['Pruner']
 
 # %% ../../nbs/32_prune.pruner.ipynb #0f9042c1
-def _restore_modules(model:nn.Module, backup:nn.Module):
-    "Put back every module's own state from `backup` (a deep copy), keeping the module objects themselves"
-    for m, b in zip(model.modules(), backup.modules()):
-        m.__dict__.update({k: v for k, v in b.__dict__.items() if k != '_modules'})
+def _snapshot_modules(model:nn.Module) -> list:
+    "What a prune can change, without copying a tensor: each module's attributes (containers' contents too), each parameter's data and grad"
+    shallow = lambda v: list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else None
+    return [(m, {k: (v, shallow(v)) for k, v in vars(m).items()},
+             [(p, p.data, p.grad, p.requires_grad) for p in m._parameters.values() if p is not None]) for m in model.modules()]
+
+def _restore_modules(snapshot:list):
+    "Put every module, container and parameter of `snapshot` back as it was: the same objects, the same tensors"
+    for m, attrs, params in snapshot:
+        for k in [k for k in vars(m) if k not in attrs]: delattr(m, k)
+        for k, (v, contents) in attrs.items():
+            if contents is not None: v.clear(); (v.extend if isinstance(v, list) else v.update)(contents)
+            m.__dict__[k] = v
+        for p, data, grad, flag in params: p.data = data; p.grad = grad; p.requires_grad_(flag)
 
 def _resolve_layers(model:nn.Module, layers, name:str) -> list:
     "Modules named or given in `layers`"
@@ -54,7 +64,7 @@ class Pruner:
                  schedule:Schedule|str=lin, # Progress of the iterative steps towards the ratio: a `Schedule` or its name
                  ignored_layers:list|None=None, # Layers (names or modules) whose output channels are kept, besides the output layers
                  example_inputs=None, # Input used to trace the model; default: a random batch shaped for it
-                 round_to:int|None=None, # Keep channel counts multiples of this
+                 round_to:int|str|None='auto', # Keep channel counts multiples of this; 'auto': 8 for a 'latency' target, else None
                  verbose:bool=True, # Print what is ignored and why
                  check_first_prune:bool=True, # Keep a copy during the first prune, check the result, restore it if broken
                  target:str='channels', # What `pruning_ratio` counts: 'channels', 'params', 'macs' or 'latency' (measured here)
@@ -70,8 +80,8 @@ class Pruner:
         check_target(target)
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
+        if round_to == 'auto': round_to = 8 if target == 'latency' else adapter_round_to(model)   # fast kernels work on blocks of 8 channels; a Hugging Face config may ask its own
         if round_to is not None: check_int(round_to, 'round_to')
-        else: round_to = adapter_round_to(model_of(model))   # e.g. Llama's config wants a hidden size divisible by its heads
         check_choice(attention, 'attention', ('head_dim', 'heads'))
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
         if isinstance(pruning_ratio, dict):
@@ -134,7 +144,9 @@ class Pruner:
         self.target = target
         if target != 'channels': self.graph.set_budget(target, example_inputs)
         self.steps_done, self.progress, self.verified, self.failed = 0, 0., not check_first_prune, None
-        self.initial = self._snapshot()
+        # MACs before are derived at `report()` from the output positions measured then (pruning does not change them):
+        # no forward pass here, except for transposed convs, whose MACs follow their inputs
+        self.initial = self._snapshot(measure=any(isinstance(m, nn.modules.conv._ConvTransposeNd) for m in model.modules()))
 
     def _store_reference(self):
         "Keep the current weights as the criteria's reference"
@@ -144,15 +156,16 @@ class Pruner:
 
     def _state_of(self, layer): return self.layer_state.get(layer)
 
-    def _snapshot(self) -> dict:
-        "Per-layer channels, parameters and MACs, measured now"
-        macs = count_layer_macs(self.model, self.example_inputs)
+    def _snapshot(self, measure:bool=True) -> dict:
+        "Per-layer channels, parameters, MACs per output position, and the MACs measured now (None unless `measure`)"
+        macs = count_layer_macs(self.model, self.example_inputs) if measure else {}
         res = {}
         for n, m in self.model.named_modules():
             if isinstance(m, (*CONV_TYPES, nn.Linear)):
                 i, o = (m.in_channels, m.out_channels) if isinstance(m, CONV_TYPES) else (m.in_features, m.out_features)
-                res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()), macs=macs.get(m, 0))
-        res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()))
+                res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()),
+                              macs=macs.get(m, 0) if measure else None, per_position=o * (m.weight[0].numel() + (m.bias is not None)))
+        res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()) if measure else None)
         return res
 
 # %% ../../nbs/32_prune.pruner.ipynb #92568c85
@@ -176,15 +189,14 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
     if self.failed: raise ValueError(f"this Pruner's first prune failed and was undone ({self.failed}); build a new one")
     self.progress = max(self.progress, float(progress))
     if self.criteria.reference == 'previous' and not self.layer_state: self._store_reference()
-    backup = None if self.verified else copy.deepcopy(self.model)   # the first prune is checked, and undone if wrong
+    backup = None if self.verified else _snapshot_modules(self.model)   # the first prune is checked, and undone if wrong
     try:
-        moved = self.graph.prune_budget(self.progress)
-        restore_attention_dims(self.model)
+        moved = self.graph.prune_budget(self.progress)   # adapters re-derive attention sizes in there
         problem = None if self.verified else self._check_pruned()
     except Exception as e: problem = f"{type(e).__name__}: {e}"
     if problem:
         if backup is None: raise RuntimeError(problem)
-        _restore_modules(self.model, backup)
+        _restore_modules(backup)
         self.failed = problem
         raise ValueError(f"pruning {type(self.model).__name__} with torch-pruning gave a broken model ({problem}); "
                          "the model was restored unchanged. Pass the layer named here in `ignored_layers`, or a customized pruner")
@@ -257,8 +269,10 @@ def report(self:Pruner, show:bool=True) -> list:
     for name, b in self.initial.items():
         a = now.get(name)
         if name == '' or a is None: continue
+        # a conv/linear layer's MACs are its output positions (unchanged by pruning) × its MACs per position
+        before = b['macs'] if b['macs'] is not None else a['macs'] // a['per_position'] * b['per_position']
         rows.append(dict(layer=name, type=b['type'], in_before=b['in_ch'], in_after=a['in_ch'], out_before=b['out_ch'],
-                         out_after=a['out_ch'], params_before=b['params'], params_after=a['params'], macs_before=b['macs'], macs_after=a['macs']))
+                         out_after=a['out_ch'], params_before=b['params'], params_after=a['params'], macs_before=before, macs_after=a['macs']))
     if show:
         print(f"{'layer':<28}{'type':<8}{'in':>11}{'out':>11}{'params':>21}{'MACs':>25}")
         for r in rows:

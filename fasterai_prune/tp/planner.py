@@ -53,7 +53,7 @@ class DependencyPruner(tp.pruner.BasePruner):
                  time_limits:dict|None=None, # `{'tracing': s, 'pruning': s}`; default `TIME_LIMITS`
                  **kwargs):
         self.targets, self.ratio, self.global_ratio_mode, self.min_channels, self.min_share = {}, pruning_ratio, global_pruning, min_channels, min_share
-        self.time_limits, self.head_target = {**TIME_LIMITS, **(time_limits or {})}, 0.
+        self.time_limits, self.head_target, self.pruned_once = {**TIME_LIMITS, **(time_limits or {})}, 0., False
         self.ops = default_custom_ops(model)
         if kwargs.get('unwrapped_parameters') is None and self.ops.unwrapped: kwargs['unwrapped_parameters'] = self.ops.unwrapped
         ignored = [m for l in (ignored_layers or []) for m in l.modules()]
@@ -112,11 +112,11 @@ class DependencyPruner(tp.pruner.BasePruner):
 def _global_plan(self:DependencyPruner, progress:float) -> tuple:
     "Channels to remove per plain group (the globally least important, none below `min_channels`), and targets for grouped ones"
     targets, recs = {}, []
-    for g in self._all_groups():
-        info = self._group_of.get(g[0].dep.target.module)
-        if info is None: continue
+    for info in self.groups:   # the groups found at build time: a prune changes their sizes, not what they hold
         if info.grouped: targets[info.root] = progress * info.ratio; continue
-        imp = self.importance(g)
+        n = self.channels(info.root, info.handler)
+        if not n: continue
+        imp = self.importance(self.DG.get_pruning_group(info.root, info.handler, list(range(n))))
         if imp is None: continue
         # compared relative to the group's own scale, as torch-pruning's default does: otherwise layers with a
         # larger fan-in (smaller weights) are emptied first
@@ -191,7 +191,8 @@ def prune_to(self:DependencyPruner, progress:float) -> list:
     self.head_target = progress * self.ratio
     try:
         sizes, heads = record_sizes(self.model), dict(self.num_heads)
-        with time_limit(self.time_limits['pruning'], 'pruning'):
+        # the first prune runs under the time limit; later ones walk the same graph with fewer channels (and save a thread start each)
+        with time_limit(None if self.pruned_once else self.time_limits['pruning'], 'pruning'):
             if self.global_ratio_mode: moved = (self._prune_global if self.target == 'channels' else self._prune_global_budget)(progress)
             else:
                 self.targets = dict(zip([g.root for g in self.groups], self.local_shares(progress)))
@@ -199,6 +200,7 @@ def prune_to(self:DependencyPruner, progress:float) -> list:
         rederive_sizes(sizes)
         self._sync_heads(heads)
         self.ops.after_prune(self.model)
+        self.pruned_once = True
         return moved
     finally: self.importance.cache = None
 
