@@ -6,6 +6,7 @@
 from __future__ import annotations
 import ctypes, threading, time
 from contextlib import contextmanager
+from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch_pruning as tp
@@ -13,8 +14,8 @@ from ..core.granularity import CONV_TYPES
 from ..core.measure import eval_mode, call_model
 
 # %% auto #0
-__all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'StageTimeout',
-           'time_limit']
+__all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'failing_layer',
+           'RaisedIn', 'module_raising', 'StageTimeout', 'time_limit']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -116,6 +117,43 @@ def describe_trace_failure(exc:BaseException, model:nn.Module|None=None) -> str:
     what = (f"module '{names[mod]}' ({type(mod).__name__})" if mod in names else
             f"op {fn.name() if hasattr(fn, 'name') else type(mod).__name__}")
     return f"{msg}, while handling {what}"
+
+# %% ../../nbs/10_tp.trace.ipynb #08895c25
+def _model_layer(v, mods:set) -> nn.Module|None:
+    "The module of the model that a torch-pruning `Dependency` or `Node` found in a traceback stands for"
+    if isinstance(v, tp.dependency.Dependency): v = v.target
+    return v.module if isinstance(v, tp.dependency.Node) and v.module in mods else None
+
+def failing_layer(exc:BaseException, # An exception raised while torch-pruning built a graph or pruned a group
+                  model:nn.Module, # The model it was handling
+                 ) -> nn.Module|None:
+    "The module of `model` torch-pruning was handling, innermost in the traceback of `exc`; None if none is named"
+    mods, tb, found = set(model.modules()), exc.__traceback__, None
+    while tb is not None:
+        found = next((m for v in tb.tb_frame.f_locals.values() if (m := _model_layer(v, mods)) is not None), found)
+        tb = tb.tb_next
+    return found
+
+class RaisedIn(NamedTuple):
+    "Where a forward pass raised"
+    module: nn.Module|None # The innermost module executing when it raised (None: it ran)
+    error: BaseException|None # What it raised
+
+@torch.no_grad()
+def module_raising(model:nn.Module, # Model to run (in eval mode)
+                   inputs, # Its example inputs
+                  ) -> RaisedIn:
+    "Run `model` on `inputs`; if it raises, the innermost module that was executing"
+    stack = []
+    def enter(m, args): stack.append(m)
+    def leave(m, args, out): stack.pop()   # not reached by the modules that raise: they stay on the stack
+    hs = [m.register_forward_pre_hook(enter) for m in model.modules()] + [m.register_forward_hook(leave) for m in model.modules()]
+    try:
+        with eval_mode(model): call_model(model, inputs)
+        return RaisedIn(None, None)
+    except Exception as e: return RaisedIn(stack[-1] if stack else None, e)
+    finally:
+        for h in hs: h.remove()
 
 # %% ../../nbs/10_tp.trace.ipynb #f333f21a
 class StageTimeout(TimeoutError):
