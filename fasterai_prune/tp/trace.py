@@ -15,7 +15,7 @@ from ..core.measure import eval_mode, call_model
 
 # %% auto #0
 __all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'failing_layer',
-           'RaisedIn', 'module_raising', 'StageTimeout', 'time_limit']
+           'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -138,22 +138,39 @@ class RaisedIn(NamedTuple):
     "Where a forward pass raised"
     module: nn.Module|None # The innermost module executing when it raised (None: it ran)
     error: BaseException|None # What it raised
+    shapes: list # Shapes of the output tensors when it ran
 
 @torch.no_grad()
 def module_raising(model:nn.Module, # Model to run (in eval mode)
                    inputs, # Its example inputs
                   ) -> RaisedIn:
-    "Run `model` on `inputs`; if it raises, the innermost module that was executing"
+    "Run `model` on `inputs`: its output shapes, or the innermost module executing when it raised"
     stack = []
     def enter(m, args): stack.append(m)
     def leave(m, args, out): stack.pop()   # not reached by the modules that raise: they stay on the stack
     hs = [m.register_forward_pre_hook(enter) for m in model.modules()] + [m.register_forward_hook(leave) for m in model.modules()]
     try:
-        with eval_mode(model): call_model(model, inputs)
-        return RaisedIn(None, None)
-    except Exception as e: return RaisedIn(stack[-1] if stack else None, e)
+        with eval_mode(model): out = call_model(model, inputs)
+        return RaisedIn(None, None, [tuple(t.shape) for t in _tensors(out)])
+    except Exception as e: return RaisedIn(stack[-1] if stack else None, e, [])
     finally:
         for h in hs: h.remove()
+
+def graph_inputs(graph, # A torch-pruning `DependencyGraph`
+                 layer:nn.Module, # A layer traced in it
+                 layer_types:tuple=(*CONV_TYPES, nn.Linear), # The kinds of layer looked for
+                ) -> list:
+    "Layers of `layer_types` that feed `layer` in `graph`, through whatever ops lie between"
+    node = graph.module2node.get(layer)
+    found, seen, stack = [], set(), list(node.inputs) if node is not None else []
+    while stack:
+        n = stack.pop()
+        if n in seen: continue
+        seen.add(n)
+        if isinstance(n.module, layer_types):
+            if n.module not in found: found.append(n.module)
+        else: stack.extend(n.inputs)
+    return found
 
 # %% ../../nbs/10_tp.trace.ipynb #f333f21a
 class StageTimeout(TimeoutError):
