@@ -285,8 +285,9 @@ def _blocks_to_keep(self:Pruner, layers:list) -> list:
         while b in kept: b = parent.get(b)
         if b is None or b is self.model or b in res: continue
         res.append(b)
-        if next(b.children(), None) is None or b is not l: widen.add(role(b))   # a block whose own forward raised is kept alone
-    res += [m for m in self.model.modules() if m not in res and m not in kept and m is not self.model and role(m) in widen - {None}]
+        if next(b.children(), None) is None or b is not l: widen.add(role(b))
+        elif any(type(k) is type(b) for k in self.kept_blocks): widen.add(type(b))   # a block whose own forward raised: all of its type once two did
+    res += [m for m in self.model.modules() if m not in res and m not in kept and m is not self.model and (role(m) in widen - {None} or type(m) in widen)]
     return [b for b in res if not any(b is not a and b in set(a.modules()) for a in res)]   # the outermost only
 
 @patch
@@ -304,9 +305,9 @@ def _prune_keeping_broken_blocks(self:Pruner, backup) -> tuple:
         except ValueError: break
         moved, problem = self._prune_once()
     if problem is None and self.kept_blocks:
-        names = module_names(self.model)
+        names, msg = module_names(self.model), first.message if len(first.message) < 160 else first.message[:160] + '…'
         shown = ', '.join(names[b] for b in self.kept_blocks[:6]) + (f" and {len(self.kept_blocks) - 6} more" if len(self.kept_blocks) > 6 else '')
-        warnings.warn(f"Kept {len(self.kept_blocks)} block(s) whole, as pruning them broke the model ({first.message[:150]}): {shown}")
+        warnings.warn(f"Kept the channels of {shown}: pruning them broke the model ({msg})")
     return moved, None if problem is None else problem.message
 
 # %% ../../nbs/32_prune.pruner.ipynb #10a9cc37

@@ -119,18 +119,19 @@ def describe_trace_failure(exc:BaseException, model:nn.Module|None=None) -> str:
     return f"{msg}, while handling {what}"
 
 # %% ../../nbs/10_tp.trace.ipynb #08895c25
-def _model_layer(v, mods:set) -> nn.Module|None:
-    "The module of the model that a torch-pruning `Dependency` or `Node` found in a traceback stands for"
-    if isinstance(v, tp.dependency.Dependency): v = v.target
-    return v.module if isinstance(v, tp.dependency.Node) and v.module in mods else None
+def _model_layer(frame, mods:set) -> nn.Module|None:
+    "The layer of the model a torch-pruning `Dependency` was pruning in `frame` (its `__call__`), if it was"
+    dep = frame.f_locals.get('self')
+    if not isinstance(dep, tp.dependency.Dependency): return None
+    return dep.target.module if dep.target.module in mods else None
 
 def failing_layer(exc:BaseException, # An exception raised while torch-pruning built a graph or pruned a group
                   model:nn.Module, # The model it was handling
                  ) -> nn.Module|None:
-    "The module of `model` torch-pruning was handling, innermost in the traceback of `exc`; None if none is named"
+    "The layer of `model` a torch-pruning pruning function was cutting when it raised `exc`; None if it was not in one"
     mods, tb, found = set(model.modules()), exc.__traceback__, None
     while tb is not None:
-        found = next((m for v in tb.tb_frame.f_locals.values() if (m := _model_layer(v, mods)) is not None), found)
+        found = _model_layer(tb.tb_frame, mods) or found
         tb = tb.tb_next
     return found
 
