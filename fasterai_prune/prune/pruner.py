@@ -261,7 +261,10 @@ def _prune_once(self:Pruner) -> tuple:
         restore_attention_dims(self.model)
         return moved, (None if self.verified else self._check_pruned())
     except StageTimeout as e: return [], Breakage(f"{type(e).__name__}: {e}", [])   # no block to blame: another round would time out too
-    except Exception as e: return [], Breakage(f"{type(e).__name__}: {e}", [l] if (l := failing_layer(e, self.model)) is not None else [])
+    except Exception as e:   # a layer whose inputs could not be cut got wrong indices from the layers feeding it: blame those
+        f = failing_layer(e, self.model)
+        layers = [] if f is None else (graph_inputs(self.graph.DG, f.layer) if f.inputs else []) or [f.layer]
+        return [], Breakage(f"{type(e).__name__}: {e}", layers)
 
 # %% ../../nbs/32_prune.pruner.ipynb #483bcdec
 def _is_torch(m:nn.Module) -> bool: return type(m).__module__.startswith('torch.')
@@ -285,7 +288,8 @@ def _blocks_to_keep(self:Pruner, layers:list) -> list:
         while b in kept: b = parent.get(b)
         if b is None or b is self.model or b in res: continue
         res.append(b)
-        if next(b.children(), None) is None or b is not l: widen.add(role(b))
+        if b is not l and not _is_torch(b): widen.add(type(b))   # keeping a part did not help: the kind of block is at fault
+        elif next(b.children(), None) is None or b is not l: widen.add(role(b))
         elif any(type(k) is type(b) for k in self.kept_blocks): widen.add(type(b))   # a block whose own forward raised: all of its type once two did
     res += [m for m in self.model.modules() if m not in res and m not in kept and m is not self.model and (role(m) in widen - {None} or type(m) in widen)]
     return [b for b in res if not any(b is not a and b in set(a.modules()) for a in res)]   # the outermost only

@@ -14,8 +14,8 @@ from ..core.granularity import CONV_TYPES
 from ..core.measure import eval_mode, call_model
 
 # %% auto #0
-__all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'failing_layer',
-           'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit']
+__all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'FailingLayer',
+           'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -119,15 +119,20 @@ def describe_trace_failure(exc:BaseException, model:nn.Module|None=None) -> str:
     return f"{msg}, while handling {what}"
 
 # %% ../../nbs/10_tp.trace.ipynb #08895c25
-def _model_layer(frame, mods:set) -> nn.Module|None:
+class FailingLayer(NamedTuple):
+    "The layer a torch-pruning pruning function was cutting when it raised"
+    layer: nn.Module # The layer
+    inputs: bool # It was cutting the layer's input channels (with indices that came from the layers feeding it)
+
+def _model_layer(frame, mods:set) -> FailingLayer|None:
     "The layer of the model a torch-pruning `Dependency` was pruning in `frame` (its `__call__`), if it was"
     dep = frame.f_locals.get('self')
-    if not isinstance(dep, tp.dependency.Dependency): return None
-    return dep.target.module if dep.target.module in mods else None
+    if not isinstance(dep, tp.dependency.Dependency) or dep.target.module not in mods: return None
+    return FailingLayer(dep.target.module, getattr(dep.handler, '__name__', '') == 'prune_in_channels')
 
 def failing_layer(exc:BaseException, # An exception raised while torch-pruning built a graph or pruned a group
                   model:nn.Module, # The model it was handling
-                 ) -> nn.Module|None:
+                 ) -> FailingLayer|None:
     "The layer of `model` a torch-pruning pruning function was cutting when it raised `exc`; None if it was not in one"
     mods, tb, found = set(model.modules()), exc.__traceback__, None
     while tb is not None:
