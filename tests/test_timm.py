@@ -74,6 +74,15 @@ def test_timm_fast(name, context):
     m, line = check(name, context, *FAST[name])
     if (name, context) in FALLBACK: assert FALLBACK[(name, context)] in line, line
 
+def test_blurpool_follows_its_channels():
+    "TResNet: BlurPool's per-channel filter (groups=channels) loses the channels of the conv feeding it, without a fallback"
+    m, line = check('tresnet_m', 'local', *FAST['tresnet_m'])
+    assert line is None
+    from timm.layers import BlurPool2d
+    pools = [b for b in m.modules() if isinstance(b, BlurPool2d)]
+    assert pools and all(b.channels == b.filt.shape[0] for b in pools)
+    assert min(b.channels for b in pools) < 64
+
 def test_fallback_keeps_the_split_producer():
     "CSP: the conv whose output is split at a fixed width keeps its channels, the convs of the stage's blocks are pruned"
     m, line = check('cs3darknet_focus_s', 'local', *FAST['cs3darknet_focus_s'])
