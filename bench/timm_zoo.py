@@ -6,7 +6,9 @@ A family is a module of `timm.models` (each has `default_cfg`s); its smallest mo
 device, `test_*` models left out) stands for it; the choice is cached in bench/timm_families.json. Each (model, context,
 library) runs in its own process with a time limit, one thread, random init (`pretrained=False`), on a 1×3×S×S input
 (S = 64 where the model takes it, else its default size). Status ok: the output shape is unchanged and the model has
-fewer parameters. `tp` is plain torch-pruning's `MetaPruner` (L2 magnitude, classifier ignored, nothing else).
+fewer parameters ('ok, some blocks kept whole': the first prune broke some blocks, `Pruner` kept them and pruned the rest;
+the `kept` field of the jsonl holds its one-line warning). `tp` is plain torch-pruning's `MetaPruner` (L2 magnitude,
+classifier ignored, nothing else).
 With --out, the timm section of that file (from '## timm' to the end) is replaced.
 """
 from __future__ import annotations
@@ -57,9 +59,13 @@ def run_one(name:str, context:str, lib:str) -> dict:
     t0 = time.time()
     m, x, shape = build(name)
     p0, macs0 = count_params(m), count_macs(m, x)[0]
+    kept = None
     if lib == 'fasterai_prune':
         from fasterai_prune.prune.pruner import Pruner
-        Pruner(m, 50, context, example_inputs=x, verbose=False).prune_model()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always')
+            Pruner(m, 50, context, example_inputs=x, verbose=False).prune_model()
+        kept = next((str(i.message) for i in w if str(i.message).startswith('Kept the channels of')), None)   # the fallback's line
     else:
         import torch_pruning as tp
         pr = tp.pruner.MetaPruner(m, x, importance=tp.importance.MagnitudeImportance(p=2), pruning_ratio=0.5,
@@ -70,7 +76,7 @@ def run_one(name:str, context:str, lib:str) -> dict:
     p1, macs1 = count_params(m), count_macs(m, x)[0]
     ok = after == shape and p1 < p0
     return dict(status='ok' if ok else f'BAD: shape {shape} -> {after}, params {p0} -> {p1}', params=p1 / p0,
-                macs=macs1 / max(macs0, 1), seconds=time.time() - t0)
+                macs=macs1 / max(macs0, 1), seconds=time.time() - t0, kept=kept)
 
 def run_isolated(name, context, lib, timeout) -> dict:
     "`run_one` in a subprocess, with a time limit"
@@ -79,7 +85,7 @@ def run_isolated(name, context, lib, timeout) -> dict:
 def fmt(r) -> str:
     if r is None: return '| not run | | | '
     f = lambda v: '' if v is None else f'{100 * v:.1f}%'
-    status = 'ok' if r['status'] == 'ok' else r['status'].replace('|', '/')[:90]
+    status = ('ok, some blocks kept whole' if r.get('kept') else 'ok') if r['status'] == 'ok' else r['status'].replace('|', '/')[:90]
     return f"| {status} | {f(r['params'])} | {f(r['macs'])} | {r['seconds']:.1f} "
 
 def table(fams:dict, results:dict, contexts:list) -> str:
@@ -92,7 +98,9 @@ def table(fams:dict, results:dict, contexts:list) -> str:
     for lib in ('fasterai_prune', 'tp'):
         for c in contexts:
             run = [results[(n, c, lib)] for n in fams.values() if (n, c, lib) in results]
-            counts.append(f"{lib} {c}: {sum(r['status'] == 'ok' for r in run)}/{len(run)} ok of {len(fams)} families")
+            kept = sum(r['status'] == 'ok' and bool(r.get('kept')) for r in run)
+            counts.append(f"{lib} {c}: {sum(r['status'] == 'ok' for r in run)}/{len(run)} ok of {len(fams)} families"
+                          + (f" ({kept} with some blocks kept whole)" if kept else ''))
     worse = [f"{n} ({c})" for n in fams.values() for c in contexts
              if results.get((n, c, 'tp'), {}).get('status') == 'ok' and results.get((n, c, 'fasterai_prune'), {}).get('status', 'ok') != 'ok']
     measured = any(k[2] == 'tp' for k in results)
@@ -122,7 +130,7 @@ def main():
                     r = run_isolated(name, c, lib, a.timeout); results[(name, c, lib)] = r
                     if a.jsonl:
                         with open(a.jsonl, 'a') as f: f.write(json.dumps(dict(r, job=[name, c, lib])) + '\n')
-                    print(f"{fam:26s} {name:32s} {c:6s} {lib:14s} {r['status'][:70]:70s} {r['seconds']:.0f}s", file=sys.stderr, flush=True)
+                    print(f"{fam:26s} {name:32s} {c:6s} {lib:14s} {(r['status'] + (' (blocks kept whole)' if r.get('kept') else ''))[:70]:70s} {r['seconds']:.0f}s", file=sys.stderr, flush=True)
     out = table(fams, results, contexts)
     print(out)
     if a.out:

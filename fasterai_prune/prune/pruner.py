@@ -5,6 +5,7 @@
 # %% ../../nbs/32_prune.pruner.ipynb #204619cb
 from __future__ import annotations
 import copy, warnings
+from typing import NamedTuple
 from fastcore.basics import patch
 import torch
 import torch.nn as nn
@@ -20,13 +21,13 @@ from .io import pruning_record, pruning_record_of, track_pruning
 from ..core.granularity import CONV_TYPES
 from ..tp.planner import DependencyPruner
 from ..tp.importance import CriteriaImportance
-from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure
+from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads
 from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
 
 # %% auto #0
-__all__ = ['Pruner']
+__all__ = ['Pruner', 'Breakage']
 
 # %% ../../nbs/32_prune.pruner.ipynb #0f9042c1
 def _snapshot_modules(model:nn.Module) -> list:
@@ -131,18 +132,10 @@ class Pruner:
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
         self.importance = CriteriaImportance(criteria, self._state_of)
-        heads = attention_heads(model)
-        try:
-            with eval_mode(model):
-                self.graph = DependencyPruner(model, example_inputs, self.importance, pruning_ratio=ratio / 100,
-                                              layer_ratios={m: r / 100 for m, r in layer_ratios.items()} if layer_ratios else None,
-                                              global_pruning=context == 'global', ignored_layers=self.ignored_layers,
-                                              round_to=round_to, num_heads=heads, **kwargs)
-        except Exception as e:
-            raise ValueError(f"torch-pruning could not trace {type(model).__name__}: {describe_trace_failure(e, model)}. "
-                             "Pass the layers it cannot handle in `ignored_layers`, or register a customized pruner (`customized_pruners`)") from e
-        self.target = target
-        if target != 'channels': self.graph.set_budget(target, example_inputs)
+        self.target, self.kept_blocks = target, []   # blocks kept whole because pruning them broke the model
+        self.graph_args = dict(pruning_ratio=ratio / 100, layer_ratios={m: r / 100 for m, r in layer_ratios.items()} if layer_ratios else None,
+                               global_pruning=context == 'global', round_to=round_to, num_heads=attention_heads(model), **kwargs)
+        self._build_graph()
         self.steps_done, self.progress, self.verified, self.failed = 0, 0., not check_first_prune, None
         # MACs before are derived at `report()` from the output positions measured then (pruning does not change them):
         # no forward pass here, except for transposed convs, whose MACs follow their inputs
@@ -190,10 +183,7 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
     self.progress = max(self.progress, float(progress))
     if self.criteria.reference == 'previous' and not self.layer_state: self._store_reference()
     backup = None if self.verified else _snapshot_modules(self.model)   # the first prune is checked, and undone if wrong
-    try:
-        moved = self.graph.prune_budget(self.progress)   # adapters re-derive attention sizes in there
-        problem = None if self.verified else self._check_pruned()
-    except Exception as e: problem = f"{type(e).__name__}: {e}"
+    moved, problem = self._prune_keeping_broken_blocks(backup)
     if problem:
         if backup is None: raise RuntimeError(problem)
         _restore_modules(backup)
@@ -233,22 +223,107 @@ def _store_reference_after_prune(self:Pruner):
     for m, st in self.layer_state.items(): st['previous'] = m.weight.detach().clone()
 
 # %% ../../nbs/32_prune.pruner.ipynb #001c565f
+class Breakage(NamedTuple):
+    "What is wrong with a pruned model, and the layers where it shows"
+    message: str # What went wrong
+    layers: list # Layers where it shows (empty when no layer can be named)
+
 @patch
-def _check_pruned(self:Pruner) -> str|None:
+def _check_pruned(self:Pruner) -> Breakage|None:
     "What is wrong with the model just pruned, if anything"
     names = module_names(self.model)
-    for m in self.model.modules():
-        if isinstance(m, (*CONV_TYPES, nn.Linear)) and 0 in m.weight.shape: return f"layer '{names[m]}' has no channels left"
+    empty = [m for m in self.model.modules() if isinstance(m, (*CONV_TYPES, nn.Linear)) and 0 in m.weight.shape]
+    if empty: return Breakage(f"layer '{names[empty[0]]}' has no channels left", empty)
     if self.context == 'local':
+        short, heads = [], getattr(self.graph, 'num_heads', None) or {}
         for (root, fn, n0, r, grouped), keep in zip(self.graph.groups, self.graph.target_keep(self.progress).values()):
             if grouped and self.target != 'channels': continue   # a budget's share is not a whole number of heads or channel groups
+            if root in heads: continue   # attention rounds to whole heads (or to a multiple of them with a fused qkv): the forward check below covers it
             n = self.graph.channels(root, fn)
-            if n is not None and n < keep - (self.round_to or 1) + 1:
-                return f"layer '{names.get(root, type(root).__name__)}' kept {n} channels where {keep} were asked"
-    try:
-        with eval_mode(self.model), torch.no_grad(): call_model(self.model, self.example_inputs)
-    except Exception as e: return f"the pruned model fails on the example inputs: {type(e).__name__}: {e}"
+            if n is not None and n < keep - (self.round_to or 1) + 1: short.append((root, n, keep))
+        if short: return Breakage(f"layer '{names.get(short[0][0], type(short[0][0]).__name__)}' kept {short[0][1]} channels where {short[0][2]} were asked", [s[0] for s in short])
+    where = module_raising(self.model, self.example_inputs)
+    if where.error is not None:   # a conv or linear raising was fed the wrong width: blame the layers feeding it
+        layers = [] if where.module is None else graph_inputs(self.graph.DG, where.module) if isinstance(where.module, (*CONV_TYPES, nn.Linear)) else [where.module]
+        return Breakage(f"the pruned model fails on the example inputs: {type(where.error).__name__}: {where.error}", layers or [where.module] if where.module is not None else [])
+    if where.shapes[:1] != self.output_shapes[:1]:   # the main output only: caches and hidden states may narrow with the model
+        return Breakage(f"the output shape changed from {self.output_shapes[:1]} to {where.shapes[:1]}", [])
     return None
+
+# %% ../../nbs/32_prune.pruner.ipynb #d70cc2c3
+_KEEP_ROUNDS = 4   # rounds of "keep the failing blocks whole and try again" in a first prune
+
+@patch
+def _build_graph(self:Pruner):
+    "torch-pruning's graph and our planner over the model, with the ignored layers and the blocks kept whole"
+    try:
+        with eval_mode(self.model):
+            self.graph = DependencyPruner(self.model, self.example_inputs, self.importance,
+                                          ignored_layers=self.ignored_layers + self.kept_blocks, **self.graph_args)
+    except Exception as e:
+        raise ValueError(f"torch-pruning could not trace {type(self.model).__name__}: {describe_trace_failure(e, self.model)}. "
+                         "Pass the layers it cannot handle in `ignored_layers`, or register a customized pruner (`customized_pruners`)") from e
+    if self.target != 'channels': self.graph.set_budget(self.target, self.example_inputs)
+
+@patch
+def _prune_once(self:Pruner) -> tuple:
+    "Prune to `self.progress`: the moved parameters, and what is wrong with the result (checked on the first prune)"
+    try:
+        moved = self.graph.prune_budget(self.progress)   # adapters re-derive attention sizes in there
+        return moved, (None if self.verified else self._check_pruned())
+    except StageTimeout as e: return [], Breakage(f"{type(e).__name__}: {e}", [])   # no block to blame: another round would time out too
+    except Exception as e:   # a layer whose inputs could not be cut got wrong indices from the layers feeding it: blame those
+        f = failing_layer(e, self.model)
+        layers = [] if f is None else (graph_inputs(self.graph.DG, f.layer) if f.inputs else []) or [f.layer]
+        return [], Breakage(f"{type(e).__name__}: {e}", layers)
+
+# %% ../../nbs/32_prune.pruner.ipynb #483bcdec
+def _is_torch(m:nn.Module) -> bool: return type(m).__module__.startswith('torch.')
+
+@patch
+def _blocks_to_keep(self:Pruner, layers:list) -> list:
+    "What to keep whole for a failure showing at `layers`: each layer (its parent once kept), and the layers in the same place of the same kind of block"
+    parent = {c: p for p in self.model.modules() for c in p.children()}
+    child_name = {c: n for p in self.model.modules() for n, c in p.named_children()}
+    kept, res = {s for b in self.kept_blocks for s in b.modules()}, []
+    def role(m):   # the type, and the place among its two closest ancestors: the same code runs there, and fails there too
+        path, a = [type(m)], m
+        for _ in range(2):
+            a, name = parent.get(a), child_name.get(a)
+            if a is None: break
+            path.append((type(a), None if _is_torch(a) else name))
+        return tuple(path) if any(isinstance(s, tuple) and s[1] is not None for s in path) else None
+    widen = set()
+    for l in layers:
+        b = l
+        while b in kept: b = parent.get(b)
+        if b is None or b is self.model or b in res: continue
+        res.append(b)
+        if b is not l and not _is_torch(b): widen.add(type(b))   # keeping a part did not help: the kind of block is at fault
+        elif next(b.children(), None) is None or b is not l: widen.add(role(b))
+        elif any(type(k) is type(b) for k in self.kept_blocks): widen.add(type(b))   # a block whose own forward raised: all of its type once two did
+    res += [m for m in self.model.modules() if m not in res and m not in kept and m is not self.model and (role(m) in widen - {None} or type(m) in widen)]
+    return [b for b in res if not any(b is not a and b in set(a.modules()) for a in res)]   # the outermost only
+
+@patch
+def _prune_keeping_broken_blocks(self:Pruner, backup) -> tuple:
+    "Prune; if the first prune breaks the model, put it back, keep the failing blocks whole and try again (a few rounds)"
+    if backup is not None: self.output_shapes = module_raising(self.model, self.example_inputs).shapes
+    moved, problem = self._prune_once()
+    first = problem
+    for _ in range(_KEEP_ROUNDS):
+        blocks = [] if problem is None or backup is None else self._blocks_to_keep(problem.layers)
+        if not blocks: break
+        _restore_modules(backup)   # the same objects back; the snapshot itself is not changed by a later prune
+        self.kept_blocks += blocks
+        try: self._build_graph()
+        except ValueError: break
+        moved, problem = self._prune_once()
+    if problem is None and self.kept_blocks:
+        names, msg = module_names(self.model), first.message if len(first.message) < 160 else first.message[:160] + '…'
+        shown = ', '.join(names[b] for b in self.kept_blocks[:6]) + (f" and {len(self.kept_blocks) - 6} more" if len(self.kept_blocks) > 6 else '')
+        warnings.warn(f"Kept the channels of {shown}: pruning them broke the model ({msg})")
+    return moved, None if problem is None else problem.message
 
 # %% ../../nbs/32_prune.pruner.ipynb #10a9cc37
 @patch

@@ -153,14 +153,25 @@ def _sources(m:nn.Module) -> list:
         elif isinstance(l, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) and _count(l, 'out'): res.append((l, 'out', _count(l, 'out')))
     return res
 
+def _split_sizes(m:nn.Module) -> list:
+    "`SizeRecord`s of the int lists of `m` that hold, in order, the input widths of its child layers (split sizes)"
+    kids = [l for l in m.children() if isinstance(l, (nn.Linear, nn.modules.conv._ConvNd))]
+    return [SizeRecord(m, n, i, k, 'in') for n, v in vars(m).items() if not n.startswith('_') and isinstance(v, (tuple, list))
+            and len(kids) > 1 and len(v) == len(kids) and all(_int_size(x) and _count(k, 'in') == x for k, x in zip(kids, v))
+            for i, k in enumerate(kids)]
+
+def _int_size(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+
 def record_sizes(model:nn.Module) -> list:
     "`SizeRecord`s of the int attributes of `model`'s non-torch modules that equal a channel count"
     recs = []
     for m in model.modules():
         if type(m).__module__.startswith('torch.'): continue
-        attrs = [(n, v) for n, v in vars(m).items() if not n.startswith('_') and not any(w in n.lower() for w in _NOT_SIZES)]
-        attrs = [(n, v) for n, v in attrs if (isinstance(v, int) and not isinstance(v, bool) and v > 1)
-                 or (isinstance(v, tuple) and v and all(isinstance(i, int) and not isinstance(i, bool) for i in v))]
+        splits = _split_sizes(m)
+        recs += splits
+        attrs = [(n, v) for n, v in vars(m).items() if not n.startswith('_') and not any(w in n.lower() for w in _NOT_SIZES)
+                 and n not in {r.name for r in splits}]
+        attrs = [(n, v) for n, v in attrs if (_int_size(v) and v > 1) or (isinstance(v, tuple) and v and all(_int_size(i) for i in v))]
         if not attrs: continue
         srcs = _sources(m)
         for n, v in attrs:
@@ -176,7 +187,7 @@ def rederive_sizes(records:list, # From `record_sizes` before the prune
         c = _count(r.source, r.what)
         if c is None: continue
         v = getattr(r.module, r.name)
-        setattr(r.module, r.name, c if r.index is None else tuple(c if i == r.index else x for i, x in enumerate(v)))
+        setattr(r.module, r.name, c if r.index is None else type(v)(c if i == r.index else x for i, x in enumerate(v)))
 
 # %% ../../nbs/12_tp.adapters.ipynb #a0866dfe
 class CustomOps:

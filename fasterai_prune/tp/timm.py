@@ -13,7 +13,7 @@ from .torchvision import PatchMergingPruner
 # %% auto #0
 __all__ = ['is_head_attention', 'is_hidden_qkv_attention', 'is_channel_attention', 'is_bias_free_norm', 'is_patch_merging',
            'extra_filter_params', 'AttentionEdgesPruner', 'BiasFreeGroupNormPruner', 'ExtraParamsConvPruner',
-           'TimmAdapter']
+           'channel_buffers', 'ChannelBufferPruner', 'TimmAdapter']
 
 # %% ../../nbs/14_tp.timm.ipynb #8221c347
 def _int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
@@ -80,6 +80,24 @@ class ExtraParamsConvPruner(tp.pruner.function.ConvPruner):
         for n in extra: replace_param(layer, n, keep, 0)
         return layer
 
+# %% ../../nbs/14_tp.timm.ipynb #701abdc5
+def channel_buffers(m:nn.Module) -> list:
+    "Names of the buffers shaped `(m.channels, ...)` of a leaf module without parameters (a per-channel filter, e.g. BlurPool)"
+    c = getattr(m, 'channels', None)
+    if not _int(c) or next(m.children(), None) is not None or next(m.parameters(recurse=False), None) is not None: return []
+    return [n for n, b in m._buffers.items() if b is not None and b.dim() > 0 and b.shape[0] == c]
+
+class ChannelBufferPruner(tp.pruner.function.BasePruningFunc):
+    "Customized pruner of a module applying a per-channel buffer: the buffer is sliced, `channels` follows"
+    def prune_out_channels(self, layer, idxs):
+        keep = keep_indices(layer.channels, idxs)
+        for n in channel_buffers(layer): layer._buffers[n] = layer._buffers[n][keep.to(layer._buffers[n].device)]
+        layer.channels = len(keep)
+        return layer
+    prune_in_channels = prune_out_channels   # the same channels in and out
+    def get_out_channels(self, layer): return layer.channels
+    get_in_channels = get_out_channels
+
 # %% ../../nbs/14_tp.timm.ipynb #87d2efcd
 class TimmAdapter(Adapter):
     "Heads, hidden and channel attention, patch merging and extra per-filter parameters, recognised by what modules are"
@@ -90,10 +108,11 @@ class TimmAdapter(Adapter):
         if is_bias_free_norm(m): return 'norm'
         if is_patch_merging(m): return 'merge'
         if extra_filter_params(m): return 'extra'
+        if channel_buffers(m): return 'buffer'
         return None
     def heads(self, model): return {m.qkv: m.num_heads for m in model.modules() if self._kind(m) == 'heads'}
     def pruners(self, model):
-        table = {'norm': BiasFreeGroupNormPruner(), 'fixed': None, 'merge': PatchMergingPruner(), 'extra': ExtraParamsConvPruner()}
+        table = {'norm': BiasFreeGroupNormPruner(), 'fixed': None, 'merge': PatchMergingPruner(), 'extra': ExtraParamsConvPruner(), 'buffer': ChannelBufferPruner()}
         return {type(m): table[k] for m in model.modules() if (k := self._kind(m)) in table}
     def fixed(self, model): return [m for m in model.modules() if self._kind(m) == 'fixed']
     def after_prune(self, model):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import ctypes, threading, time
 from contextlib import contextmanager
+from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch_pruning as tp
@@ -13,8 +14,8 @@ from ..core.granularity import CONV_TYPES
 from ..core.measure import eval_mode, call_model
 
 # %% auto #0
-__all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'StageTimeout',
-           'time_limit']
+__all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'FailingLayer',
+           'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -116,6 +117,66 @@ def describe_trace_failure(exc:BaseException, model:nn.Module|None=None) -> str:
     what = (f"module '{names[mod]}' ({type(mod).__name__})" if mod in names else
             f"op {fn.name() if hasattr(fn, 'name') else type(mod).__name__}")
     return f"{msg}, while handling {what}"
+
+# %% ../../nbs/10_tp.trace.ipynb #08895c25
+class FailingLayer(NamedTuple):
+    "The layer a torch-pruning pruning function was cutting when it raised"
+    layer: nn.Module # The layer
+    inputs: bool # It was cutting the layer's input channels (with indices that came from the layers feeding it)
+
+def _model_layer(frame, mods:set) -> FailingLayer|None:
+    "The layer of the model a torch-pruning `Dependency` was pruning in `frame` (its `__call__`), if it was"
+    dep = frame.f_locals.get('self')
+    if not isinstance(dep, tp.dependency.Dependency) or dep.target.module not in mods: return None
+    return FailingLayer(dep.target.module, getattr(dep.handler, '__name__', '') == 'prune_in_channels')
+
+def failing_layer(exc:BaseException, # An exception raised while torch-pruning built a graph or pruned a group
+                  model:nn.Module, # The model it was handling
+                 ) -> FailingLayer|None:
+    "The layer of `model` a torch-pruning pruning function was cutting when it raised `exc`; None if it was not in one"
+    mods, tb, found = set(model.modules()), exc.__traceback__, None
+    while tb is not None:
+        found = _model_layer(tb.tb_frame, mods) or found
+        tb = tb.tb_next
+    return found
+
+class RaisedIn(NamedTuple):
+    "Where a forward pass raised"
+    module: nn.Module|None # The innermost module executing when it raised (None: it ran)
+    error: BaseException|None # What it raised
+    shapes: list # Shapes of the output tensors when it ran
+
+@torch.no_grad()
+def module_raising(model:nn.Module, # Model to run (in eval mode)
+                   inputs, # Its example inputs
+                  ) -> RaisedIn:
+    "Run `model` on `inputs`: its output shapes, or the innermost module executing when it raised"
+    stack = []
+    def enter(m, args): stack.append(m)
+    def leave(m, args, out): stack.pop()   # not reached by the modules that raise: they stay on the stack
+    hs = [m.register_forward_pre_hook(enter) for m in model.modules()] + [m.register_forward_hook(leave) for m in model.modules()]
+    try:
+        with eval_mode(model): out = call_model(model, inputs)
+        return RaisedIn(None, None, [tuple(t.shape) for t in _tensors(out)])
+    except Exception as e: return RaisedIn(stack[-1] if stack else None, e, [])
+    finally:
+        for h in hs: h.remove()
+
+def graph_inputs(graph, # A torch-pruning `DependencyGraph`
+                 layer:nn.Module, # A layer traced in it
+                 layer_types:tuple=(*CONV_TYPES, nn.Linear), # The kinds of layer looked for
+                ) -> list:
+    "Layers of `layer_types` that feed `layer` in `graph`, through whatever ops lie between"
+    node = graph.module2node.get(layer)
+    found, seen, stack = [], set(), list(node.inputs) if node is not None else []
+    while stack:
+        n = stack.pop()
+        if n in seen: continue
+        seen.add(n)
+        if isinstance(n.module, layer_types):
+            if n.module not in found: found.append(n.module)
+        else: stack.extend(n.inputs)
+    return found
 
 # %% ../../nbs/10_tp.trace.ipynb #f333f21a
 class StageTimeout(TimeoutError):
