@@ -9,6 +9,7 @@ import math, statistics, time
 import torch
 import torch.nn as nn
 from .measure import count_layer_macs, eval_mode, call_model, as_plain
+from .ratio import check_choice
 
 # %% auto #0
 __all__ = ['TARGETS', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'layer_latency', 'measure_latency', 'Member',
@@ -19,8 +20,7 @@ TARGETS = ('channels', 'params', 'macs', 'latency')
 
 def check_target(target) -> str:
     "`target` if it is one of `TARGETS`, else a `ValueError` listing them"
-    if target not in TARGETS: raise ValueError(f"`target` must be one of {TARGETS}, got {target!r}")
-    return target
+    return check_choice(target, 'target', TARGETS)
 
 # %% ../../nbs/07_core.budget.ipynb #ca02c5dc
 _CONV_LINEAR = (nn.modules.conv._ConvNd, nn.Linear)

@@ -54,6 +54,30 @@ def _resolve_layers(model:nn.Module, layers, name:str) -> list:
         else: raise TypeError(f"`{name}` must hold layer names or modules, got {type(l).__name__}")
     return res
 
+# %% ../../nbs/32_prune.pruner.ipynb #1130d2e9
+def _ratios(model:nn.Module, pruning_ratio, context:str) -> tuple:
+    "The global percent and the per-layer percents (`{module: percent}` or None) that `pruning_ratio` asks for"
+    if not isinstance(pruning_ratio, dict):
+        ratio = check_percent(pruning_ratio, 'pruning_ratio')
+        if ratio >= 100: raise ValueError(f"`pruning_ratio`={ratio:g} would remove every channel; it must be below 100")
+        return ratio, None
+    if context != 'local': raise ValueError("a per-layer `pruning_ratio` dict needs context='local'")
+    layer_ratios = resolve_layer_ratios(model, pruning_ratio, 'pruning_ratio')
+    for m, r in layer_ratios.items():
+        if r >= 100: raise ValueError(f"`pruning_ratio` for layer '{module_names(model)[m]}' is {r:g}: removing every channel is impossible")
+    return 0., layer_ratios
+
+def _fitting_inputs(model:nn.Module, learn, example_inputs) -> tuple:
+    "The example inputs (given, from the learner's data, from an adapter, or random) and the output layers found by running them"
+    if example_inputs is None and learn is not None: example_inputs = example_inputs_of(learn)
+    if example_inputs is None: example_inputs = adapter_example_inputs(model)   # e.g. token ids for a Hugging Face model
+    if example_inputs is None: example_inputs = default_example_inputs(model)
+    example_inputs = as_plain(example_inputs)
+    try: return example_inputs, find_output_layers(model, example_inputs)   # one forward pass: also checks the inputs fit
+    except Exception as e:
+        shape = tuple(example_inputs.shape) if isinstance(example_inputs, torch.Tensor) else type(example_inputs).__name__
+        raise ValueError(f"`example_inputs` of shape {shape} do not fit the model: {e}") from None
+
 # %% ../../nbs/32_prune.pruner.ipynb #9408d15f
 class Pruner:
     "Remove filters/channels of `model` in place, handling layer dependencies through torch-pruning"
@@ -85,50 +109,14 @@ class Pruner:
         if round_to is not None: check_int(round_to, 'round_to')
         check_choice(attention, 'attention', ('head_dim', 'heads'))
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
-        if isinstance(pruning_ratio, dict):
-            if context != 'local': raise ValueError("a per-layer `pruning_ratio` dict needs context='local'")
-            layer_ratios = resolve_layer_ratios(model, pruning_ratio, 'pruning_ratio')
-            for m, r in layer_ratios.items():
-                if r >= 100: raise ValueError(f"`pruning_ratio` for layer '{module_names(model)[m]}' is {r:g}: removing every channel is impossible")
-            ratio = 0.
-        else:
-            ratio, layer_ratios = check_percent(pruning_ratio, 'pruning_ratio'), None
-            if ratio >= 100: raise ValueError(f"`pruning_ratio`={ratio:g} would remove every channel; it must be below 100")
+        ratio, layer_ratios = _ratios(model, pruning_ratio, context)
         ignored = _resolve_layers(model, ignored_layers, 'ignored_layers')
-        if example_inputs is None and self.learn is not None: example_inputs = example_inputs_of(self.learn)
-        if example_inputs is None: example_inputs = adapter_example_inputs(model)   # e.g. token ids for a Hugging Face model
-        if example_inputs is None: example_inputs = default_example_inputs(model)
-        example_inputs = as_plain(example_inputs)
-        try: outputs = find_output_layers(model, example_inputs)   # one forward pass: also checks the inputs fit
-        except Exception as e:
-            shape = tuple(example_inputs.shape) if isinstance(example_inputs, torch.Tensor) else type(example_inputs).__name__
-            raise ValueError(f"`example_inputs` of shape {shape} do not fit the model: {e}") from None
+        example_inputs, outputs = _fitting_inputs(model, self.learn, example_inputs)
         self.model, self.context, self.criteria, self.schedule = model, context, criteria, schedule
         self.iterative_steps, self.round_to, self.verbose, self.example_inputs = iterative_steps, round_to, verbose, example_inputs
         self.ratio, self.layer_ratios, self.opt = ratio, layer_ratios, opt
         self.base_record = pruning_record_of(model)   # earlier prunes: the record chains on from them
-        names = module_names(model)
-        self.custom_ops = default_custom_ops(model)
-        kwargs['customized_pruners'] = {**self.custom_ops.pruners, **(kwargs.get('customized_pruners') or {})}
-        kwargs['forward_fn'] = adapter_forward_fn(model, self.custom_ops, kwargs.get('forward_fn'))
-        fixed = [m for m in self.custom_ops.fixed if m not in ignored]
-        kept = kept_attention(model, attention == 'heads')   # attentions that cannot lose heads in this mode, and why
-        # torch-pruning 1.6 prunes what feeds a recurrent layer without pruning the recurrent layer's inputs: keep those outputs
-        rnn_feeders = [m for m in find_layers_feeding(model, example_inputs) if m not in ignored and m not in outputs] \
-            if any(isinstance(m, nn.RNNBase) for m in model.modules()) else []
-        fixed += rnn_feeders
-        self.ignored_layers = ignored + [m for m in outputs if m not in ignored] + fixed + [m for k in kept for m in k.layers if m not in ignored]
-        if verbose:
-            for m in outputs: print(f"Ignoring output layer: {names[m]}")
-            for m in rnn_feeders: print(f"Keeping the outputs of {names[m]}: they feed a recurrent layer")
-            for k in kept: print(k.reason)
-            if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see tp.adapters)")
-            print(f"Total ignored layers: {len(self.ignored_layers)}")
-            if layer_ratios: print(f"Using per-layer pruning with {len(layer_ratios)} layer-specific ratios")
-        ignored_mods = {s for m in self.ignored_layers for s in m.modules()}
-        kwargs.setdefault('root_module_types', root_module_types(model))   # convs, linears, LSTMs and adapters' layer types (GPT-2's Conv1D)
-        if not any(isinstance(m, (*CONV_TYPES, *kwargs['root_module_types'])) and m not in ignored_mods for m in model.modules()):
-            raise ValueError("the model has no prunable layer: no conv, linear or LSTM layer outside the ignored and output layers")
+        self.ignored_layers = self._ignore_layers(ignored, outputs, attention, kwargs)
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
         self.importance = CriteriaImportance(criteria, self._state_of)
@@ -141,25 +129,57 @@ class Pruner:
         # no forward pass here, except for transposed convs, whose MACs follow their inputs
         self.initial = self._snapshot(measure=any(isinstance(m, nn.modules.conv._ConvTransposeNd) for m in model.modules()))
 
-    def _store_reference(self):
-        "Keep the current weights as the criteria's reference"
-        key = self.criteria.reference
-        for m in self.model.modules():
-            if isinstance(getattr(m, 'weight', None), torch.Tensor): self.layer_state.setdefault(m, {})[key] = m.weight.detach().clone()
+# %% ../../nbs/32_prune.pruner.ipynb #b91def6b
+@patch
+def _ignore_layers(self:Pruner, ignored:list, outputs:list, attention:str, kwargs:dict) -> list:
+    "The layers whose output channels are kept: the user's, the outputs, and those adapters or recurrent layers need; sets the adapters' torch-pruning arguments in `kwargs`"
+    model, names = self.model, module_names(self.model)
+    self.custom_ops = default_custom_ops(model)
+    kwargs['customized_pruners'] = {**self.custom_ops.pruners, **(kwargs.get('customized_pruners') or {})}
+    kwargs['forward_fn'] = adapter_forward_fn(model, self.custom_ops, kwargs.get('forward_fn'))
+    fixed = [m for m in self.custom_ops.fixed if m not in ignored]
+    kept = kept_attention(model, attention == 'heads')   # attentions that cannot lose heads in this mode, and why
+    # torch-pruning 1.6 prunes what feeds a recurrent layer without pruning the recurrent layer's inputs: keep those outputs
+    rnn_feeders = [m for m in find_layers_feeding(model, self.example_inputs) if m not in ignored and m not in outputs] \
+        if any(isinstance(m, nn.RNNBase) for m in model.modules()) else []
+    fixed += rnn_feeders
+    res = ignored + [m for m in outputs if m not in ignored] + fixed + [m for k in kept for m in k.layers if m not in ignored]
+    if self.verbose:
+        for m in outputs: print(f"Ignoring output layer: {names[m]}")
+        for m in rnn_feeders: print(f"Keeping the outputs of {names[m]}: they feed a recurrent layer")
+        for k in kept: print(k.reason)
+        if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see tp.adapters)")
+        print(f"Total ignored layers: {len(res)}")
+        if self.layer_ratios: print(f"Using per-layer pruning with {len(self.layer_ratios)} layer-specific ratios")
+    ignored_mods = {s for m in res for s in m.modules()}
+    kwargs.setdefault('root_module_types', root_module_types(model))   # convs, linears, LSTMs and adapters' layer types (GPT-2's Conv1D)
+    if not any(isinstance(m, (*CONV_TYPES, *kwargs['root_module_types'])) and m not in ignored_mods for m in model.modules()):
+        raise ValueError("the model has no prunable layer: no conv, linear or LSTM layer outside the ignored and output layers")
+    return res
 
-    def _state_of(self, layer): return self.layer_state.get(layer)
+# %% ../../nbs/32_prune.pruner.ipynb #e865155e
+@patch
+def _store_reference(self:Pruner):
+    "Keep the current weights as the criteria's reference"
+    key = self.criteria.reference
+    for m in self.model.modules():
+        if isinstance(getattr(m, 'weight', None), torch.Tensor): self.layer_state.setdefault(m, {})[key] = m.weight.detach().clone()
 
-    def _snapshot(self, measure:bool=True) -> dict:
-        "Per-layer channels, parameters, MACs per output position, and the MACs measured now (None unless `measure`)"
-        macs = count_layer_macs(self.model, self.example_inputs) if measure else {}
-        res = {}
-        for n, m in self.model.named_modules():
-            if isinstance(m, (*CONV_TYPES, nn.Linear)):
-                i, o = (m.in_channels, m.out_channels) if isinstance(m, CONV_TYPES) else (m.in_features, m.out_features)
-                res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()),
-                              macs=macs.get(m, 0) if measure else None, per_position=o * (m.weight[0].numel() + (m.bias is not None)))
-        res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()) if measure else None)
-        return res
+@patch
+def _state_of(self:Pruner, layer): return self.layer_state.get(layer)
+
+@patch
+def _snapshot(self:Pruner, measure:bool=True) -> dict:
+    "Per-layer channels, parameters, MACs per output position, and the MACs measured now (None unless `measure`)"
+    macs = count_layer_macs(self.model, self.example_inputs) if measure else {}
+    res = {}
+    for n, m in self.model.named_modules():
+        if isinstance(m, (*CONV_TYPES, nn.Linear)):
+            i, o = (m.in_channels, m.out_channels) if isinstance(m, CONV_TYPES) else (m.in_features, m.out_features)
+            res[n] = dict(type=type(m).__name__, in_ch=i, out_ch=o, params=sum(p.numel() for p in m.parameters()),
+                          macs=macs.get(m, 0) if measure else None, per_position=o * (m.weight[0].numel() + (m.bias is not None)))
+    res[''] = dict(type=type(self.model).__name__, params=count_params(self.model), macs=sum(macs.values()) if measure else None)
+    return res
 
 # %% ../../nbs/32_prune.pruner.ipynb #92568c85
 @patch
@@ -362,3 +382,19 @@ def report(self:Pruner, show:bool=True) -> list:
 def pruning_history(self:Pruner) -> list:
     "torch-pruning's record of what was pruned, replayable on a fresh copy of the model"
     return self.graph.pruning_history()
+
+# %% ../../nbs/32_prune.pruner.ipynb #e51423da
+@patch
+def plot_channels(self:Pruner, ax=None, # Matplotlib axes to draw on; default: a new figure
+                  max_layers:int=60, # Draw at most this many layers, in model order
+                 ):
+    "Output channels of every conv and linear layer before (grey) and after (blue) pruning"
+    import matplotlib.pyplot as plt
+    rows = self.report(show=False)[:max_layers]
+    if ax is None: _, ax = plt.subplots(figsize=(min(14, max(6, .18 * len(rows))), 3))
+    xs = list(range(len(rows)))
+    ax.bar(xs, [r['out_before'] for r in rows], color='lightgray', label='before')
+    ax.bar(xs, [r['out_after'] for r in rows], color='tab:blue', label='after')
+    ax.set_xticks(xs, [r['layer'] for r in rows], rotation=90, fontsize=6)
+    ax.set_ylabel('output channels'); ax.legend()
+    return ax
