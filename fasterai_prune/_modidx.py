@@ -659,6 +659,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                                 'fasterai_prune/sparse/sparsifier.py'),
                                                   'fasterai_prune.sparse.sparsifier.SparsityReport.params': ( 'sparse.sparsifier.html#sparsityreport.params',
                                                                                                               'fasterai_prune/sparse/sparsifier.py'),
+                                                  'fasterai_prune.sparse.sparsifier.SparsityReport.plot': ( 'sparse.sparsifier.html#sparsityreport.plot',
+                                                                                                            'fasterai_prune/sparse/sparsifier.py'),
                                                   'fasterai_prune.sparse.sparsifier.SparsityReport.sparse_mb': ( 'sparse.sparsifier.html#sparsityreport.sparse_mb',
                                                                                                                  'fasterai_prune/sparse/sparsifier.py'),
                                                   'fasterai_prune.sparse.sparsifier.SparsityReport.sparsity': ( 'sparse.sparsifier.html#sparsityreport.sparsity',

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-from .measure import as_plain, eval_mode
+from .measure import as_plain, eval_mode, call_model
 from .ratio import check_int
 from .learner import batch_inputs
 
@@ -18,6 +18,7 @@ __all__ = ['recalibrate_bn', 'batchnorms', 'BatchNormRestart']
 def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-estimated, in place
                    batches, # Iterable of batches: tensors, or tuples whose first element is the input
                    n_batches:int|None=None, # Use at most this many batches
+                   n_inp:int=1, # How many leading elements of a batch are inputs (fastai's `dls.n_inp`, 2 for tabular data)
                   ) -> nn.Module:
     "Re-estimate the running statistics of every BatchNorm layer of `model` on `batches`"
     if n_batches is not None: check_int(n_batches, 'n_batches')
@@ -31,7 +32,8 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
             for bn in bns: bn.reset_running_stats(); bn.momentum = None; bn.train()   # momentum None: cumulative average
             for b in batches:
                 if n_batches is not None and n >= n_batches: break
-                model(batch_inputs(b).to(device)); n += 1
+                xs = batch_inputs(b, n_inp)
+                call_model(model, tuple(x.to(device) for x in xs) if isinstance(xs, tuple) else xs.to(device)); n += 1
     finally:
         for bn, mo in momenta.items(): bn.momentum = mo
     if n == 0: raise ValueError("`batches` is empty: give at least one batch")

@@ -164,9 +164,9 @@ def after_step(self:PruneCallback):
 @patch
 def before_validate(self:PruneCallback):
     if self.active and self.recalibrate_bn and self.pruned_this_epoch:
-        recalibrate_batchnorm(self.model, self.dls.train, self.recalibrate_bn)
+        recalibrate_batchnorm(self.model, self.dls.train, self.recalibrate_bn, n_inputs(self.dls))
     elif self.active and self.bn_restart is not None and self.bn_restart.active and self.bn_restart.seen == 0:
-        recalibrate_batchnorm(self.model, self.dls.train, min(self.bn_restart.steps, 4))   # pruned at the last batch: nothing averaged yet
+        recalibrate_batchnorm(self.model, self.dls.train, min(self.bn_restart.steps, 4), n_inputs(self.dls))   # pruned at the last batch: nothing averaged yet
     self.pruned_this_epoch = False
 
 @patch

@@ -146,6 +146,23 @@ def sparsity_report(model:nn.Module, # Model to measure
     return SparsityReport([_row(n, m, notes.get(n, '')) for n, m in model.named_modules()
                            if isinstance(m, layer_type) and isinstance(getattr(m, 'weight', None), torch.Tensor)])
 
+# %% ../../nbs/40_sparse.sparsifier.ipynb #f886058c
+@patch
+def plot(self:SparsityReport, ax=None, # Matplotlib axes to draw on; default: a new figure
+         label:str|None=None, # Legend label of these bars, e.g. the context
+         offset:float=0., # Shift of the bars along x, to draw several reports side by side
+         width:float=.8, # Width of each bar
+        ):
+    "Sparsity of every reported layer, in percent, as bars"
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=(min(14, max(5, .4 * len(self.rows))), 3))
+    xs = [i + offset for i in range(len(self.rows))]
+    ax.bar(xs, [r['sparsity'] for r in self.rows], width=width, label=label)
+    ax.set_xticks(range(len(self.rows)), [r['layer'] for r in self.rows], rotation=90, fontsize=7)
+    ax.set_ylabel('sparsity %'); ax.set_ylim(0, 100)
+    if label: ax.legend()
+    return ax
+
 # %% ../../nbs/40_sparse.sparsifier.ipynb #e889865e
 def _check_layer_type(layer_type) -> tuple:
     lt = layer_type if isinstance(layer_type, tuple) else (layer_type,)
