@@ -145,8 +145,29 @@ def _allocate(self:DependencyPruner, recs:list, progress:float) -> list:
         root, fn, n0, n, imp = recs[int(i)]
         keep = n - int(c)
         if self.round_to: keep -= keep % self.round_to
-        if n - keep > 0: plan.append((root, fn, sorted(torch.argsort(imp)[:n - keep].tolist())))
+        idxs = self._spare_members(root, fn, torch.argsort(imp)[:n - keep].tolist()) if n - keep > 0 else []
+        if idxs: plan.append((root, fn, sorted(idxs)))
     return plan
+
+@patch
+def _spare_members(self:DependencyPruner, root, fn, idxs:list) -> list:
+    "`idxs` (least important first) shortened until no conv or linear the group reaches through a concat loses every channel"
+    def empties(idxs):
+        return any(it.dep.handler.__name__ == 'prune_out_channels' and isinstance(it.dep.target.module, (nn.modules.conv._ConvNd, nn.Linear))
+                   and len(set(it.idxs)) >= (self.DG.get_out_channels(it.dep.target.module) or 10**9) for it in self.DG.get_pruning_group(root, fn, idxs).items)
+    if not self._reaches_through_concat(root, fn): return idxs   # every member loses what the root loses: the root's floor holds for all
+    while idxs and empties(idxs): idxs = idxs[:max(len(idxs) - self.round_to if self.round_to else len(idxs) - 1, 0)]
+    return idxs
+
+@patch
+def _reaches_through_concat(self:DependencyPruner, root, fn) -> bool:
+    "Whether some conv or linear of the group holds only part of the root's channels (reached through a concat); measured once per group"
+    cache = self.__dict__.setdefault('_concat_reach', {})
+    if (root, fn) not in cache:
+        n = self.DG.get_out_channels(root)
+        cache[(root, fn)] = n is not None and any(it.dep.handler.__name__ == 'prune_out_channels' and isinstance(it.dep.target.module, (nn.modules.conv._ConvNd, nn.Linear))
+                                and len(set(it.idxs)) < n for it in self.DG.get_pruning_group(root, fn, list(range(n))).items)
+    return cache[(root, fn)]
 
 # %% ../../nbs/19_tp.planner.ipynb #db43531c
 @patch
