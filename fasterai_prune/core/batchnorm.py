@@ -11,9 +11,13 @@ from .ratio import check_int
 from .learner import batch_inputs
 
 # %% auto #0
-__all__ = ['recalibrate_bn', 'batchnorms', 'BatchNormRestart']
+__all__ = ['batchnorms', 'recalibrate_bn', 'BatchNormRestart']
 
 # %% ../../nbs/08_core.batchnorm.ipynb #ca3eec1f
+def batchnorms(model:nn.Module) -> list:
+    "The BatchNorm layers of `model` that keep running statistics"
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
 @torch.no_grad()
 def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-estimated, in place
                    batches, # Iterable of batches: tensors, or tuples whose first element is the input
@@ -22,7 +26,7 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
                   ) -> nn.Module:
     "Re-estimate the running statistics of every BatchNorm layer of `model` on `batches`"
     if n_batches is not None: check_int(n_batches, 'n_batches')
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = batchnorms(model)
     if not bns: return model
     momenta = {bn: bn.momentum for bn in bns}
     device = next(model.parameters()).device
@@ -40,14 +44,10 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
     return model
 
 # %% ../../nbs/08_core.batchnorm.ipynb #b4f51519
-def batchnorms(model:nn.Module) -> list:
-    "The BatchNorm layers of `model` that keep running statistics"
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-
 class BatchNormRestart:
     "Reset the running statistics of the training BatchNorm layers, average them over the next `steps` batches, then restore their momentum"
     def __init__(self, steps:int=10): # Training batches averaged cumulatively after each restart
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1: raise ValueError(f"`steps` must be an int >= 1, got {steps!r}")
+        check_int(steps, 'steps')
         self.steps, self.momenta, self.seen = steps, {}, 0
 
     @property

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/32_prune.pruner.ipynb #204619cb
 from __future__ import annotations
-import copy, warnings
+import warnings
 from typing import NamedTuple
 from fastcore.basics import patch
 import torch
