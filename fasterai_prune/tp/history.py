@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch_pruning as tp
 from ..core.measure import eval_mode
 from .registry import default_custom_ops
+from .trace import ClosureGraph
 from .adapters import record_sizes, rederive_sizes
 
 # %% auto #0
@@ -23,7 +24,7 @@ def replay_history(model:nn.Module, # A fresh model of the pruned model's class
     "Prune `model` in place as `history` says"
     ops, sizes = default_custom_ops(model), record_sizes(model)
     with eval_mode(model):
-        DG = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, forward_fn=ops.forward_fn(),
+        DG = ClosureGraph().build_dependency(model, example_inputs=example_inputs, forward_fn=ops.forward_fn(),
                                                    customized_pruners=ops.pruners or None, verbose=False)
         DG.load_pruning_history(history)
     rederive_sizes(sizes)

@@ -15,7 +15,7 @@ from .tracked import tracked_prune, chain_moves
 import warnings
 from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, channel_cost, removals_for_budget
 from .measure import count_ops
-from .trace import time_limit
+from .trace import time_limit, ClosureGraph
 from .registry import default_custom_ops
 from .adapters import record_sizes, rederive_sizes
 
@@ -74,6 +74,13 @@ class DependencyPruner(tp.pruner.BasePruner):
         finally:
             for p, f in flags.items(): p.requires_grad_(f)
         self._group_of = {g.root: g for g in self.groups}
+
+    @property
+    def DG(self): return self._graph
+    @DG.setter
+    def DG(self, graph):   # `BasePruner.__init__` builds a plain `DependencyGraph`: its groups are searched as `ClosureGraph` does
+        if type(graph) is tp.DependencyGraph: graph.__class__ = ClosureGraph
+        self._graph = graph
 
     def _group_equal_splits(self):
         "A tensor split in equal pieces (CSP halves, Res2Net widths) must lose as many channels in each: group its producer"
