@@ -1,7 +1,7 @@
 """Prune the smallest variant of every timm family at 50% local and global; plain torch-pruning beside it.
 
 Usage: python bench/timm_zoo.py [--timeout S] [--only fam,fam] [--libs fasterai_prune,tp] [--jsonl run.jsonl]
-                                [--out docs/zoo.md] [--load run.jsonl]
+                                [--out docs/zoo.md] [--load a.jsonl,b.jsonl] [--note TEXT]
 A family is a module of `timm.models` (each has `default_cfg`s); its smallest model (parameters counted on the meta
 device, `test_*` models left out) stands for it; the choice is cached in bench/timm_families.json. Each (model, context,
 library) runs in its own process with a time limit, one thread, random init (`pretrained=False`), on a 1×3×S×S input
@@ -9,6 +9,7 @@ library) runs in its own process with a time limit, one thread, random init (`pr
 fewer parameters ('ok, some blocks kept whole': the first prune broke some blocks, `Pruner` kept them and pruned the rest;
 the `kept` field of the jsonl holds its one-line warning). `tp` is plain torch-pruning's `MetaPruner` (L2 magnitude,
 classifier ignored, nothing else).
+With --load, no model is run: the rows of the jsonl files are tabled, a later file's row replacing an earlier one's.
 With --out, the timm section of that file (from '## timm' to the end) is replaced.
 """
 from __future__ import annotations
@@ -113,6 +114,7 @@ def main():
     ap.add_argument('--child'); ap.add_argument('--timeout', type=int, default=300); ap.add_argument('--only', default='')
     ap.add_argument('--libs', default='fasterai_prune,tp'); ap.add_argument('--contexts', default='local,global')
     ap.add_argument('--jsonl', default=''); ap.add_argument('--out', default=''); ap.add_argument('--load', default='')
+    ap.add_argument('--note', default='', help='a paragraph written after the table (which runs it merges, on what machine)')
     a = ap.parse_args()
     if a.child:
         try: print(json.dumps(run_one(*json.loads(a.child))))
@@ -141,6 +143,6 @@ def main():
                  "Produced by `bench/timm_zoo.py` (each model, context and library in its own process, one thread, a time limit; "
                  "input 1×3×64×64 where the model takes it, else its default size). Rows 'not run' were not reached in the time "
                  "the run had.\n\n")
-        p.write_text(head + intro + out)
+        p.write_text(head + intro + out + (f'\n{a.note}\n' if a.note else ''))
 
 if __name__ == '__main__': main()
