@@ -216,10 +216,12 @@ def first_per_channel(idxs) -> list:
 class ClosureGraph(tp.DependencyGraph):
     "torch-pruning's `DependencyGraph` whose group search walks each (layer, channel) once"
     def channel_bound(self) -> int:
-        "Channels of the widest layer: no tensor the graph follows has more"
-        sizes = [n for m in self.module2node if isinstance(m, nn.Module)
-                 for n in (self.get_out_channels(m), self.get_in_channels(m)) if isinstance(n, int)]
-        return max(sizes, default=0)
+        "Channels of the widest layer when first asked: no tensor the graph follows has more (pruning only lowers it)"
+        if getattr(self, "_channel_bound", None) is None:
+            sizes = [n for m in self.module2node if isinstance(m, nn.Module)
+                     for n in (self.get_out_channels(m), self.get_in_channels(m)) if isinstance(n, int)]
+            self._channel_bound = max(sizes, default=0)
+        return self._channel_bound
 
     def get_pruning_group(self, module:nn.Module, pruning_fn, idxs) -> Group:
         "The group pruning `idxs` of `module` with `pruning_fn` triggers"
@@ -249,11 +251,14 @@ class ClosureGraph(tp.DependencyGraph):
 # %% ../../nbs/10_tp.trace.ipynb #fc5460f2
 @patch
 def _merged(self:ClosureGraph, group:Group) -> Group:
-    "`group` with one item per (layer, pruning function), as torch-pruning's `get_pruning_group` returns it"
-    merged = Group()
+    "`group` with one item per (layer, pruning function), as torch-pruning's `Group.add_and_merge` makes it, in linear time"
+    parts = {}
     for dep, idxs in group.items:
         if isinstance(dep.target.module, nn.Parameter) and any(dep.target.module is p for p in self.ignored_params): continue
-        merged.add_and_merge(dep, idxs)
+        parts.setdefault((dep.target, dep.handler), []).append((dep, idxs))
+    merged = Group()
+    for same in parts.values():
+        merged.add_dep(same[0][0], same[0][1] if len(same) == 1 else first_per_channel(i for _, idxs in same for i in idxs))
     merged._DG = self
     for i, item in enumerate(merged.items):
         merged[i] = GroupItem(item.dep, [h.idx for h in item.idxs])
