@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes, threading, time
 from contextlib import contextmanager
 from numbers import Number
+from operator import itemgetter
 from typing import NamedTuple
 import torch
 import torch.nn as nn
@@ -207,10 +208,16 @@ def time_limit(seconds:float|None, # Limit in seconds; `None` or 0: no limit
         timer.cancel()
 
 # %% ../../nbs/10_tp.trace.ipynb #37edf181
-def first_per_channel(idxs) -> list:
-    "torch-pruning's hybrid indices `idxs`, keeping the first entry of each channel"
+def first_per_channel(idxs, # torch-pruning's hybrid indices `(idx, root_idx)`
+                      bound:int|None=None, # Channels at or past this are dropped; `None`: none
+                     ) -> list:
+    "`idxs` below `bound`, keeping the first entry of each channel"
+    idxs = list(idxs)
+    channels = list(map(itemgetter(0), idxs))
+    if len(set(channels)) == len(channels) and (bound is None or not channels or max(channels) < bound): return idxs
     first = {}
-    for i in idxs: first.setdefault(i.idx, i)
+    for i in idxs:
+        if bound is None or i.idx < bound: first.setdefault(i.idx, i)
     return list(first.values())
 
 class ClosureGraph(tp.DependencyGraph):
@@ -241,10 +248,10 @@ class ClosureGraph(tp.DependencyGraph):
                 new = idxs
                 for mapping in nxt.index_mapping:
                     if mapping is not None: new = mapping(new)
-                new = first_per_channel(i for i in new if i.idx < bound)
-                seen = reached.setdefault((nxt.target, nxt.handler), set())
-                if not new or (nxt.target in walked and seen.issuperset(i.idx for i in new)): continue
-                seen.update(i.idx for i in new)
+                new = first_per_channel(new, bound)
+                channels, seen = list(map(itemgetter(0), new)), reached.setdefault((nxt.target, nxt.handler), set())
+                if not new or (nxt.target in walked and seen.issuperset(channels)): continue
+                seen.update(channels)
                 group.add_dep(nxt, new); todo.append((nxt, new))
         return self._merged(group)
 
