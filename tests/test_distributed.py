@@ -51,7 +51,7 @@ def state(learn) -> dict:
 def fit_pruned(criteria, context, path=None, wrap=DDP):
     learn, log = ddp_learner(path, wrap=wrap), LossLog()
     cb = PruneCallback(50, context, criteria, schedule=SCHEDULE)
-    learn.fit(2, 1e-2, cbs=[cb, log])
+    learn.fit_one_cycle(3, 1e-2, cbs=[cb, log])   # constant lr over 2 epochs ended anywhere in 0.22-0.84 (taylor, 8 seeds)
     last_prune = max(h['iter'] for h in cb.history) + 1   # the first batch after the last prune (fastai counts batches over the fit)
     return learn, dict(state=state(learn), wrapped=type(learn.model).__name__, n_prunes=len(cb.history), losses=log.losses,
                        last_prune=last_prune, removed=cb.history[-1]['channels_removed'] / 100, accuracy=float(learn.validate()[1]))
@@ -124,7 +124,7 @@ def test_training_goes_on_after_the_last_prune(trained, name):
         losses, i = r[name]['losses'], r[name]['last_prune']
         after, end = sum(losses[i:i + 5]) / 5, sum(losses[-5:]) / 5
         assert end < after, (name, after, end)
-    assert r0[name]['accuracy'] == r1[name]['accuracy'] > 0.3   # 10 classes: chance is 0.1; 2 short epochs, half the channels gone
+    assert r0[name]['accuracy'] == r1[name]['accuracy'] > 0.5   # 10 classes: chance is 0.1; taylor over 8 seeds: 0.87-0.96
 
 @pytest.mark.parametrize('name', ['sparse', 'sparse_wanda'])
 def test_sparsify_masks_same_on_both_ranks(trained, name):
