@@ -205,11 +205,11 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
     backup = None if self.verified else _snapshot_modules(self.model)   # the first prune is checked, and undone if wrong
     moved, problem = self._prune_keeping_broken_blocks(backup)
     if problem:
-        if backup is None: raise RuntimeError(problem)
+        if backup is None: raise RuntimeError(problem.message)
         _restore_modules(backup)
-        self.failed = problem
-        raise ValueError(f"pruning {type(self.model).__name__} with torch-pruning gave a broken model ({problem}); "
-                         "the model was restored unchanged. Pass the layer named here in `ignored_layers`, or a customized pruner")
+        self.failed = problem.message
+        raise ValueError(f"pruning {type(self.model).__name__} with torch-pruning gave a broken model ({problem.message}); "
+                         f"the model was restored unchanged. {self._blame(problem)}")
     self.verified = True
     self._remap_state(moved)
     opt = opt if opt is not None else self.opt if self.opt is not None else getattr(self.learn, 'opt', None)
@@ -247,6 +247,7 @@ class Breakage(NamedTuple):
     "What is wrong with a pruned model, and the layers where it shows"
     message: str # What went wrong
     layers: list # Layers where it shows (empty when no layer can be named)
+    near: tuple=() # Layers that ran last before it showed, named when `layers` names none
 
 @patch
 def _check_pruned(self:Pruner) -> Breakage|None:
@@ -265,7 +266,9 @@ def _check_pruned(self:Pruner) -> Breakage|None:
     where = module_raising(self.model, self.example_inputs)
     if where.error is not None:   # a conv or linear raising was fed the wrong width: blame the layers feeding it
         layers = [] if where.module is None else graph_inputs(self.graph.DG, where.module) if isinstance(where.module, (*CONV_TYPES, nn.Linear)) else [where.module]
-        return Breakage(f"the pruned model fails on the example inputs: {type(where.error).__name__}: {where.error}", layers or [where.module] if where.module is not None else [])
+        at = f" in '{names[where.module]}' ({type(where.module).__name__})" if names.get(where.module) else ''
+        return Breakage(f"the pruned model fails{at} on the example inputs: {type(where.error).__name__}: {where.error}",
+                        layers or [where.module] if where.module is not None else [], () if where.last is None else (where.last,))
     if where.shapes[:1] != self.output_shapes[:1]:   # the main output only: caches and hidden states may narrow with the model
         return Breakage(f"the output shape changed from {self.output_shapes[:1]} to {where.shapes[:1]}", [])
     return None
@@ -326,6 +329,17 @@ def _blocks_to_keep(self:Pruner, layers:list) -> list:
     return [b for b in res if not any(b is not a and b in set(a.modules()) for a in res)]   # the outermost only
 
 @patch
+def _blame(self:Pruner, problem:Breakage) -> str:
+    "What to pass in `ignored_layers` for `problem`: the layers it names, or a note that none could be named"
+    names = module_names(self.model)
+    layers = [names[l] for l in problem.layers if l in names and l is not self.model]
+    if not layers and problem.near:
+        return f"'{names[problem.near[-1]]}' ran last before it failed: pass it (or the block holding it) in `ignored_layers`, or a customized pruner"
+    if not layers: return "No layer could be named: pass the block that fails in `ignored_layers`, or a customized pruner"
+    shown = ', '.join(f"'{n}'" for n in layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else '')
+    return f"Pass {shown} in `ignored_layers`, or a customized pruner for {'it' if len(layers) == 1 else 'them'}"
+
+@patch
 def _prune_keeping_broken_blocks(self:Pruner, backup) -> tuple:
     "Prune; if the first prune breaks the model, put it back, keep the failing blocks whole and try again (a few rounds)"
     if backup is not None: self.output_shapes = module_raising(self.model, self.example_inputs).shapes
@@ -343,7 +357,7 @@ def _prune_keeping_broken_blocks(self:Pruner, backup) -> tuple:
         names, msg = module_names(self.model), first.message if len(first.message) < 160 else first.message[:160] + '…'
         shown = ', '.join(names[b] for b in self.kept_blocks[:6]) + (f" and {len(self.kept_blocks) - 6} more" if len(self.kept_blocks) > 6 else '')
         warnings.warn(f"Kept the channels of {shown}: pruning them broke the model ({msg})")
-    return moved, None if problem is None else problem.message
+    return moved, None if problem is None else first
 
 # %% ../../nbs/32_prune.pruner.ipynb #10a9cc37
 @patch

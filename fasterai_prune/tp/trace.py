@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch_pruning as tp
 from torch_pruning import Dependency, Group
 from torch_pruning._helpers import GroupItem, _HybridIndex as HybridIndex
+from torch_pruning.dependency.index_mapping import _GQAIndexMapping as GQAIndexMapping
 from torch_pruning.dependency.index_mapping import update_index_mapping
 from fastcore.basics import patch
 from ..core.granularity import CONV_TYPES
@@ -21,7 +22,7 @@ from ..core.measure import eval_mode, call_model
 
 # %% auto #0
 __all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'FailingLayer',
-           'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit',
+           'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit', 'mapped',
            'first_per_channel', 'ClosureGraph']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
@@ -152,20 +153,23 @@ class RaisedIn(NamedTuple):
     module: nn.Module|None # The innermost module executing when it raised (None: it ran)
     error: BaseException|None # What it raised
     shapes: list # Shapes of the output tensors when it ran
+    last: nn.Module|None=None # The last conv or linear that finished before it raised: its output may be what failed
 
 @torch.no_grad()
 def module_raising(model:nn.Module, # Model to run (in eval mode)
                    inputs, # Its example inputs
                   ) -> RaisedIn:
     "Run `model` on `inputs`: its output shapes, or the innermost module executing when it raised"
-    stack = []
+    stack, done = [], []
     def enter(m, args): stack.append(m)
-    def leave(m, args, out): stack.pop()   # not reached by the modules that raise: they stay on the stack
+    def leave(m, args, out):   # not reached by the modules that raise: they stay on the stack
+        stack.pop()
+        if isinstance(m, (*CONV_TYPES, nn.Linear)): done[:] = [m]
     hs = [m.register_forward_pre_hook(enter) for m in model.modules()] + [m.register_forward_hook(leave) for m in model.modules()]
     try:
         with eval_mode(model): out = call_model(model, inputs)
         return RaisedIn(None, None, [tuple(t.shape) for t in _tensors(out)])
-    except Exception as e: return RaisedIn(stack[-1] if stack else None, e, [])
+    except Exception as e: return RaisedIn(stack[-1] if stack else None, e, [], done[0] if done else None)
     finally:
         for h in hs: h.remove()
 
@@ -207,6 +211,16 @@ def time_limit(seconds:float|None, # Limit in seconds; `None` or 0: no limit
         with lock: done[0] = True
         timer.cancel()
 
+# %% ../../nbs/10_tp.trace.ipynb #8bce65e6
+def mapped(idxs:list, # torch-pruning's hybrid indices
+           mappings, # A dependency's index mappings, applied in order (`None`: none)
+          ) -> list:
+    "`idxs` through `mappings`, with a grouped-query repeat that repeats nothing (`repeat` below 1) read as the identity"
+    for mapping in mappings:
+        if mapping is None or (isinstance(mapping, GQAIndexMapping) and mapping.repeat < 1): continue
+        idxs = mapping(idxs)
+    return idxs
+
 # %% ../../nbs/10_tp.trace.ipynb #37edf181
 def first_per_channel(idxs, # torch-pruning's hybrid indices `(idx, root_idx)`
                       bound:int|None=None, # Channels at or past this are dropped; `None`: none
@@ -245,10 +259,7 @@ class ClosureGraph(tp.DependencyGraph):
             walked.add(dep.target)
             for nxt in dep.target.dependencies:
                 if not nxt.is_triggered_by(dep.handler): continue
-                new = idxs
-                for mapping in nxt.index_mapping:
-                    if mapping is not None: new = mapping(new)
-                new = first_per_channel(new, bound)
+                new = first_per_channel(mapped(idxs, nxt.index_mapping), bound)
                 channels, seen = list(map(itemgetter(0), new)), reached.setdefault((nxt.target, nxt.handler), set())
                 if not new or (nxt.target in walked and seen.issuperset(channels)): continue
                 seen.update(channels)
