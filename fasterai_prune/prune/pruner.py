@@ -21,7 +21,7 @@ from .io import pruning_record, pruning_record_of, track_pruning
 from ..core.granularity import CONV_TYPES
 from ..tp.planner import DependencyPruner
 from ..tp.importance import CriteriaImportance
-from ..tp.trace import default_example_inputs, find_output_layers, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
+from ..tp.trace import default_example_inputs, find_outputs, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads
 from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
@@ -73,7 +73,7 @@ def _fitting_inputs(model:nn.Module, learn, example_inputs) -> tuple:
     if example_inputs is None: example_inputs = adapter_example_inputs(model)   # e.g. token ids for a Hugging Face model
     if example_inputs is None: example_inputs = default_example_inputs(model)
     example_inputs = as_plain(example_inputs)
-    try: return example_inputs, find_output_layers(model, example_inputs)   # one forward pass: also checks the inputs fit
+    try: return example_inputs, find_outputs(model, example_inputs)   # one forward pass: also checks the inputs fit
     except Exception as e:
         shape = tuple(example_inputs.shape) if isinstance(example_inputs, torch.Tensor) else type(example_inputs).__name__
         raise ValueError(f"`example_inputs` of shape {shape} do not fit the model: {e}") from None
@@ -116,7 +116,7 @@ class Pruner:
         self.iterative_steps, self.round_to, self.verbose, self.example_inputs = iterative_steps, round_to, verbose, example_inputs
         self.ratio, self.layer_ratios, self.opt = ratio, layer_ratios, opt
         self.base_record = pruning_record_of(model)   # earlier prunes: the record chains on from them
-        self.ignored_layers = self._ignore_layers(ignored, outputs, attention, kwargs)
+        self.ignored_layers, self.output_shapes = self._ignore_layers(ignored, outputs.layers, attention, kwargs), outputs.shapes
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
         self.importance = CriteriaImportance(criteria, self._state_of)
@@ -342,7 +342,6 @@ def _blame(self:Pruner, problem:Breakage) -> str:
 @patch
 def _prune_keeping_broken_blocks(self:Pruner, backup) -> tuple:
     "Prune; if the first prune breaks the model, put it back, keep the failing blocks whole and try again (a few rounds)"
-    if backup is not None: self.output_shapes = module_raising(self.model, self.example_inputs).shapes
     moved, problem = self._prune_once()
     first = problem
     for _ in range(_KEEP_ROUNDS):

@@ -21,9 +21,9 @@ from ..core.granularity import CONV_TYPES
 from ..core.measure import eval_mode, call_model
 
 # %% auto #0
-__all__ = ['default_example_inputs', 'find_output_layers', 'find_layers_feeding', 'describe_trace_failure', 'FailingLayer',
-           'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit', 'mapped',
-           'first_per_channel', 'ClosureGraph']
+__all__ = ['default_example_inputs', 'Traced', 'Outputs', 'find_outputs', 'find_output_layers', 'find_layers_feeding',
+           'describe_trace_failure', 'FailingLayer', 'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs',
+           'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -68,7 +68,14 @@ def _tensors(x):
     if isinstance(x, (tuple, list)): return [t for o in x for t in _tensors(o)]
     return [t for t in _tensors(getattr(x, '__dict__', {}))] if hasattr(x, '__dict__') and not isinstance(x, nn.Module) else []
 
-def _trace_producers(model:nn.Module, example_inputs, layer_types:tuple, consumer_types:tuple=()) -> tuple:
+class Traced(NamedTuple):
+    "What one forward pass shows"
+    made_by: dict # `{autograd node: layer of the traced types that made it}`
+    outputs: list # Autograd nodes of the output tensors
+    fed: dict # `{consumer layer: autograd nodes of its inputs}`
+    shapes: list # Shapes of the output tensors
+
+def _trace_producers(model:nn.Module, example_inputs, layer_types:tuple, consumer_types:tuple=()) -> Traced:
     "One forward pass: which layer made each autograd node, the output nodes, and the input nodes of each consumer layer"
     made_by, fed = {}, {}
     def hook(m, inp, out):
@@ -84,7 +91,8 @@ def _trace_producers(model:nn.Module, example_inputs, layer_types:tuple, consume
     finally:
         for h in hs: h.remove()
         for p, f in flags.items(): p.requires_grad_(f)
-    return made_by, [t.grad_fn for t in _tensors(out) if t.grad_fn is not None], fed
+    outs = _tensors(out)
+    return Traced(made_by, [t.grad_fn for t in outs if t.grad_fn is not None], fed, [tuple(t.shape) for t in outs])
 
 def _first_layers_back(model:nn.Module, starts:list, made_by:dict) -> list:
     "Walking the autograd graph back from `starts`, the first traced layer met on every path, in module order"
@@ -100,16 +108,25 @@ def _first_layers_back(model:nn.Module, starts:list, made_by:dict) -> list:
     order = {m: i for i, m in enumerate(model.modules())}
     return sorted(found, key=order.get)
 
+class Outputs(NamedTuple):
+    "What a model outputs"
+    layers: list # The layers that produce the outputs
+    shapes: list # The shapes of the output tensors
+
+def find_outputs(model:nn.Module, example_inputs, layer_types:tuple=(*CONV_TYPES, nn.Linear)) -> Outputs:
+    "The layers of `layer_types` that produce the model's outputs (found on the autograd graph) and the outputs' shapes, in one forward pass"
+    t = _trace_producers(model, example_inputs, layer_types)
+    return Outputs(_first_layers_back(model, t.outputs, t.made_by), t.shapes)
+
 def find_output_layers(model:nn.Module, example_inputs, layer_types:tuple=(*CONV_TYPES, nn.Linear)) -> list:
     "Layers of `layer_types` that produce the model's outputs, found on the autograd graph"
-    made_by, outs, _ = _trace_producers(model, example_inputs, layer_types)
-    return _first_layers_back(model, outs, made_by)
+    return find_outputs(model, example_inputs, layer_types).layers
 
 def find_layers_feeding(model:nn.Module, example_inputs, consumer_types:tuple=(nn.RNNBase,),
                         layer_types:tuple=(*CONV_TYPES, nn.Linear)) -> list:
     "Layers of `layer_types` whose outputs feed a layer of `consumer_types` (by default a recurrent layer)"
-    made_by, _, fed = _trace_producers(model, example_inputs, layer_types, consumer_types)
-    return _first_layers_back(model, [fn for fns in fed.values() for fn in fns], made_by)
+    t = _trace_producers(model, example_inputs, layer_types, consumer_types)
+    return _first_layers_back(model, [fn for fns in t.fed.values() for fn in fns], t.made_by)
 
 # %% ../../nbs/10_tp.trace.ipynb #cf037b9c
 def describe_trace_failure(exc:BaseException, model:nn.Module|None=None) -> str:
@@ -211,7 +228,7 @@ def time_limit(seconds:float|None, # Limit in seconds; `None` or 0: no limit
         with lock: done[0] = True
         timer.cancel()
 
-# %% ../../nbs/10_tp.trace.ipynb #8bce65e6
+# %% ../../nbs/10_tp.trace.ipynb #675a3557
 def mapped(idxs:list, # torch-pruning's hybrid indices
            mappings, # A dependency's index mappings, applied in order (`None`: none)
           ) -> list:

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['Moved', 'tracked_prune', 'remap_optimizer', 'chain_moves']
+__all__ = ['Moved', 'index_dtype', 'tracked_prune', 'remap_optimizer', 'chain_moves']
 
 # %% ../../nbs/17_tp.tracked.ipynb #0dd233ec
 class Moved(NamedTuple):
@@ -38,6 +38,10 @@ def _owners(model:nn.Module) -> dict:
             if p is not None: res.setdefault(id(p), (p, []))[1].append((m, n))
     return res
 
+def index_dtype(numel:int) -> torch.dtype:
+    "The float type that holds every index below `numel` exactly: float32 up to 2**24, else float64 (half the bytes to move for most layers)"
+    return torch.float32 if numel <= 2 ** 24 else torch.float64
+
 def tracked_prune(model:nn.Module, groups) -> list:
     "Prune each torch-pruning group of `groups`; return a `Moved` for every parameter that was replaced (a shared weight stays shared)"
     owners, saved = _owners(model), {}   # saved: id(parameter) -> (real data, real grad) of a parameter whose data now holds indices
@@ -48,7 +52,7 @@ def tracked_prune(model:nn.Module, groups) -> list:
                 if id(p) not in owners or id(p) in saved: continue
                 saved[id(p)] = (p.data, p.grad)
                 p.grad = None
-                p.data = torch.arange(p.numel(), dtype=torch.float64, device=p.device).view(p.shape)
+                p.data = torch.arange(p.numel(), dtype=index_dtype(p.numel()), device=p.device).view(p.shape)
             group.prune()
     finally:
         moved, split = [], []
