@@ -228,14 +228,17 @@ def time_limit(seconds:float|None, # Limit in seconds; `None` or 0: no limit
         with lock: done[0] = True
         timer.cancel()
 
-# %% ../../nbs/10_tp.trace.ipynb #675a3557
+# %% ../../nbs/10_tp.trace.ipynb #9339535b
 def mapped(idxs:list, # torch-pruning's hybrid indices
            mappings, # A dependency's index mappings, applied in order (`None`: none)
           ) -> list:
-    "`idxs` through `mappings`, with a grouped-query repeat that repeats nothing (`repeat` below 1) read as the identity"
+    "`idxs` through `mappings`; a grouped-query repeat that repeats nothing (`repeat` below 1) is the identity, and one that does keeps the root indices"
     for mapping in mappings:
         if mapping is None or (isinstance(mapping, GQAIndexMapping) and mapping.repeat < 1): continue
-        idxs = mapping(idxs)
+        new = mapping(idxs)
+        if isinstance(mapping, GQAIndexMapping) and len(new) == len(idxs):   # torch-pruning drops them (`root_idx=None`): the criteria need them
+            new = [HybridIndex(idx=n.idx, root_idx=i.root_idx) for n, i in zip(new, idxs)]
+        idxs = new
     return idxs
 
 # %% ../../nbs/10_tp.trace.ipynb #37edf181
