@@ -29,6 +29,8 @@ FAST = {
     'test_convnext': (64, {}),                                            # ConvNeXt layer scale gamma
     'rexnet_100': (64, {}),                                               # RexNet (torch-pruning's group search ran for hours; ClosureGraph)
     'tresnet_m': (64, dict(layers=[1, 1, 1, 1])),                         # BlurPool, groups=channels
+    'hiera_tiny_224': (224, dict(stages=(1, 1, 2, 1))),                   # a 5-D matmul's expand, read by torch-pruning as a GQA repeat of 0
+    'halonet_h1': (256, {}),                                              # 5-D expands read as GQA repeats: root indices lost (None)
 }
 
 def build(name, size, kwargs):
@@ -69,7 +71,8 @@ CASES = [(n, c) for n in FAST for c in ('local', 'global')]
 # in both, and one context of each split/concat class (CSP and
 # TResNet have their own tests below); the rest (LeViT, DPN, the other contexts: all pass on this commit) is slow
 DEFAULT = [(n, c) for n, c in CASES if n in ATTENTION] + [('ghostnet_050', 'local'), ('res2next50', 'local'), ('convit_tiny', 'local'), ('convit_tiny', 'global'),
-                                                           ('rexnet_100', 'local'), ('rexnet_100', 'global')]
+                                                           ('rexnet_100', 'local'), ('rexnet_100', 'global'),
+                                                           ('hiera_tiny_224', 'local'), ('hiera_tiny_224', 'global')]
 
 @pytest.mark.parametrize('name,context', DEFAULT)
 def test_timm_fast(name, context):
