@@ -15,7 +15,7 @@ from .tracked import tracked_prune, chain_moves
 import warnings
 from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, channel_cost, removals_for_budget
 from .measure import count_ops
-from .trace import time_limit, ClosureGraph
+from .trace import time_limit, ClosureGraph, LayerError
 from .registry import default_custom_ops
 from .adapters import record_sizes, rederive_sizes
 
@@ -54,7 +54,7 @@ class DependencyPruner(tp.pruner.BasePruner):
                  **kwargs):
         self.targets, self.ratio, self.global_ratio_mode, self.min_channels, self.min_share = {}, pruning_ratio, global_pruning, min_channels, min_share
         self.time_limits, self.head_target, self.pruned_once = {**TIME_LIMITS, **(time_limits or {})}, 0., False
-        self.ops = default_custom_ops(model)
+        self.ops, self.built = default_custom_ops(model), False
         if kwargs.get('unwrapped_parameters') is None and self.ops.unwrapped: kwargs['unwrapped_parameters'] = self.ops.unwrapped
         ignored = [m for l in (ignored_layers or []) for m in l.modules()]
         roots = {m: 0. for m in model.modules() if isinstance(m, tuple(root_module_types)) and m not in ignored}
@@ -73,7 +73,7 @@ class DependencyPruner(tp.pruner.BasePruner):
                 self.groups = [self._group_info(g, layer_ratios) for g in self._all_groups()]
         finally:
             for p, f in flags.items(): p.requires_grad_(f)
-        self._group_of = {g.root: g for g in self.groups}
+        self._group_of, self.built = {g.root: g for g in self.groups}, True
 
     @property
     def DG(self): return self._graph
@@ -92,6 +92,15 @@ class DependencyPruner(tp.pruner.BasePruner):
             while prod is not None and not isinstance(prod.module, (nn.modules.conv._ConvNd, nn.Linear)):
                 prod = prod.inputs[0] if len(prod.inputs) == 1 else None
             if prod is not None and n: self.out_channel_groups[prod.module] = max(self.out_channel_groups.get(prod.module, 1), n)
+
+    def _get_channel_groups(self, group) -> int:
+        "torch-pruning's channel groups of `group`, checked to divide its channels (a grouped layer reached through a concat may not)"
+        n, width = super()._get_channel_groups(group), len(group[0].idxs)
+        if self.built and n > 1 and width % n:   # `BasePruner.__init__` only counts channels with it
+            layer = next(d.target.module for d, _ in group if n in (self.out_channel_groups.get(d.target.module), self.in_channel_groups.get(d.target.module)))
+            name = next(k for k, m in self.model.named_modules() if m is layer)
+            raise LayerError(f"layer '{name}' comes in {n} channel groups, which do not divide the {width} channels of the group it is pruned with", layer)
+        return n
 
     def _all_groups(self):
         return self.DG.get_all_groups(ignored_layers=self.ignored_layers, root_module_types=self.root_module_types)

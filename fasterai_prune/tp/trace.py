@@ -22,8 +22,8 @@ from ..core.measure import eval_mode, call_model
 
 # %% auto #0
 __all__ = ['default_example_inputs', 'Traced', 'Outputs', 'find_outputs', 'find_output_layers', 'find_layers_feeding',
-           'describe_trace_failure', 'FailingLayer', 'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs',
-           'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph']
+           'describe_trace_failure', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising',
+           'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -149,6 +149,10 @@ class FailingLayer(NamedTuple):
     layer: nn.Module # The layer
     inputs: bool # It was cutting the layer's input channels (with indices that came from the layers feeding it)
 
+class LayerError(ValueError):
+    "An error about one layer of the model, which it carries"
+    def __init__(self, message:str, layer:nn.Module): super().__init__(message); self.layer = layer
+
 def _model_layer(frame, mods:set) -> FailingLayer|None:
     "The layer of the model a torch-pruning `Dependency` was pruning in `frame` (its `__call__`), if it was"
     dep = frame.f_locals.get('self')
@@ -158,8 +162,9 @@ def _model_layer(frame, mods:set) -> FailingLayer|None:
 def failing_layer(exc:BaseException, # An exception raised while torch-pruning built a graph or pruned a group
                   model:nn.Module, # The model it was handling
                  ) -> FailingLayer|None:
-    "The layer of `model` a torch-pruning pruning function was cutting when it raised `exc`; None if it was not in one"
+    "The layer of `model` a torch-pruning pruning function was cutting when it raised `exc` (or that `exc` names); None if it was not in one"
     mods, tb, found = set(model.modules()), exc.__traceback__, None
+    if isinstance(exc, LayerError) and exc.layer in mods: return FailingLayer(exc.layer, False)
     while tb is not None:
         found = _model_layer(tb.tb_frame, mods) or found
         tb = tb.tb_next
@@ -228,7 +233,7 @@ def time_limit(seconds:float|None, # Limit in seconds; `None` or 0: no limit
         with lock: done[0] = True
         timer.cancel()
 
-# %% ../../nbs/10_tp.trace.ipynb #9339535b
+# %% ../../nbs/10_tp.trace.ipynb #c915883c
 def mapped(idxs:list, # torch-pruning's hybrid indices
            mappings, # A dependency's index mappings, applied in order (`None`: none)
           ) -> list:
