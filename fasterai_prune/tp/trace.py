@@ -233,7 +233,7 @@ def time_limit(seconds:float|None, # Limit in seconds; `None` or 0: no limit
         with lock: done[0] = True
         timer.cancel()
 
-# %% ../../nbs/10_tp.trace.ipynb #c915883c
+# %% ../../nbs/10_tp.trace.ipynb #7e8868a5
 def mapped(idxs:list, # torch-pruning's hybrid indices
            mappings, # A dependency's index mappings, applied in order (`None`: none)
           ) -> list:
