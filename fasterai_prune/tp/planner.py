@@ -194,11 +194,21 @@ def _step_moves(self:DependencyPruner) -> list:
     return [] if groups is None else tracked_prune(self.model, groups)
 
 @patch
+def planned_group(self:DependencyPruner, root:nn.Module, fn, idxs:list):
+    "torch-pruning's group removing `idxs` of `root`; one that would remove other channels of `root` too (index mappings fanning out through reshapes) raises a `LayerError` naming it"
+    group = self.DG.get_pruning_group(root, fn, idxs)
+    extra = {i for it in group if it.dep.target.module is root and it.dep.handler == fn for i in it.idxs} - set(idxs)
+    if extra:
+        name = next(k for k, m in self.model.named_modules() if m is root)
+        raise LayerError(f"removing {len(idxs)} channels of layer '{name}' would remove {len(extra)} more of it: the group maps back onto it", root)
+    return group
+
+@patch
 def _prune_global(self:DependencyPruner, progress:float) -> list:
     plan, grouped = self._global_plan(progress)
     # plain groups: prune the planned channels directly; indices are valid whatever was pruned before, as
     # each group owns its own channel space
-    moved = tracked_prune(self.model, (self.DG.get_pruning_group(root, fn, idxs) for root, fn, idxs in plan))
+    moved = tracked_prune(self.model, (self.planned_group(root, fn, idxs) for root, fn, idxs in plan))
     if not grouped: return moved
     # channel-grouped groups keep the local share, through torch-pruning; the plain roots, done above, are
     # hidden from that step so that nothing is pruned twice
@@ -342,7 +352,7 @@ def _prune_global_budget(self:DependencyPruner, progress:float) -> list:
         try: moved = self._step_moves()
         finally: self.ignored_layers = self.ignored_layers[:len(self.ignored_layers) - len(plain_roots)]
     plan, _ = self._global_plan(progress)
-    return chain_moves(moved, tracked_prune(self.model, (self.DG.get_pruning_group(root, fn, idxs) for root, fn, idxs in plan)))
+    return chain_moves(moved, tracked_prune(self.model, (self.planned_group(root, fn, idxs) for root, fn, idxs in plan)))
 
 # %% ../../nbs/19_tp.planner.ipynb #10da8365
 @patch

@@ -13,7 +13,7 @@ from .torchvision import PatchMergingPruner
 # %% auto #0
 __all__ = ['is_head_attention', 'is_hidden_qkv_attention', 'is_channel_attention', 'is_bias_free_norm', 'is_patch_merging',
            'extra_filter_params', 'AttentionEdgesPruner', 'BiasFreeGroupNormPruner', 'ExtraParamsConvPruner',
-           'channel_buffers', 'ChannelBufferPruner', 'TimmAdapter']
+           'channel_buffers', 'ChannelBufferPruner', 'feature_map_params', 'TimmAdapter']
 
 # %% ../../nbs/14_tp.timm.ipynb #8221c347
 def _int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
@@ -98,10 +98,16 @@ class ChannelBufferPruner(tp.pruner.function.BasePruningFunc):
     def get_out_channels(self, layer): return layer.channels
     get_in_channels = get_out_channels
 
+# %% ../../nbs/14_tp.timm.ipynb #a41c7e03
+def feature_map_params(model:nn.Module) -> list:
+    "`(parameter, 1)` for each bare parameter shaped `(1, C, H, W)` outside a conv: torch-pruning's `unwrapped_parameters` with the channel dim"
+    return [(p, 1) for m in model.modules() if not isinstance(m, nn.modules.conv._ConvNd)
+            for p in m._parameters.values() if p is not None and p.dim() == 4 and p.shape[0] == 1 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1]
+
 # %% ../../nbs/14_tp.timm.ipynb #87d2efcd
 class TimmAdapter(Adapter):
     "Heads, hidden and channel attention, patch merging and extra per-filter parameters, recognised by what modules are"
-    def applies(self, model): return any(self._kind(m) for m in model.modules())
+    def applies(self, model): return any(self._kind(m) for m in model.modules()) or bool(feature_map_params(model))
     def _kind(self, m) -> str|None:
         if is_head_attention(m): return 'heads'
         if is_hidden_qkv_attention(m) or is_channel_attention(m): return 'fixed'
@@ -111,6 +117,7 @@ class TimmAdapter(Adapter):
         if channel_buffers(m): return 'buffer'
         return None
     def heads(self, model): return {m.qkv: m.num_heads for m in model.modules() if self._kind(m) == 'heads'}
+    def unwrapped(self, model): return feature_map_params(model)
     def pruners(self, model):
         table = {'norm': BiasFreeGroupNormPruner(), 'fixed': None, 'merge': PatchMergingPruner(), 'extra': ExtraParamsConvPruner(), 'buffer': ChannelBufferPruner()}
         return {type(m): table[k] for m in model.modules() if (k := self._kind(m)) in table}
