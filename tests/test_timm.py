@@ -30,7 +30,8 @@ FAST = {
     'rexnet_100': (64, {}),                                               # RexNet (torch-pruning's group search ran for hours; ClosureGraph)
     'tresnet_m': (64, dict(layers=[1, 1, 1, 1])),                         # BlurPool, groups=channels
     'hiera_tiny_224': (224, dict(stages=(1, 1, 2, 1))),                   # a 5-D matmul's expand, read by torch-pruning as a GQA repeat of 0
-    'halonet_h1': (256, {}),                                              # 5-D expands read as GQA repeats: root indices lost (None)
+    'halonet_h1': (256, {}),
+    'shvit_s1': (64, {}),                                                 # torch-pruning cannot trace SHSA (a view it divides by 0): traced as one node, kept whole                                              # 5-D expands read as GQA repeats: root indices lost (None)
 }
 
 def build(name, size, kwargs):
@@ -72,7 +73,8 @@ CASES = [(n, c) for n in FAST for c in ('local', 'global')]
 # TResNet have their own tests below); the rest (LeViT, DPN, the other contexts: all pass on this commit) is slow
 DEFAULT = [(n, c) for n, c in CASES if n in ATTENTION] + [('ghostnet_050', 'local'), ('res2next50', 'local'), ('convit_tiny', 'local'), ('convit_tiny', 'global'),
                                                            ('rexnet_100', 'local'), ('rexnet_100', 'global'),
-                                                           ('hiera_tiny_224', 'local'), ('hiera_tiny_224', 'global')]
+                                                           ('hiera_tiny_224', 'local'), ('hiera_tiny_224', 'global'),
+                                                           ('shvit_s1', 'local'), ('shvit_s1', 'global')]
 
 @pytest.mark.parametrize('name,context', DEFAULT)
 def test_timm_fast(name, context):
@@ -126,3 +128,18 @@ FAMILIES = Path(__file__).resolve().parents[1]/'bench'/'timm_families.json'
 def test_timm_full(name, context):
     m = timm.create_model(name, pretrained=False)
     check(name, context, m.pretrained_cfg['input_size'][-1], {})
+
+def test_untraceable_blocks_are_kept_whole():
+    "SHViT: torch-pruning's trace fails inside SHSA; the SHSA blocks are traced as single nodes and kept, the rest is pruned"
+    import timm.models.shvit as shvit
+    m, x = build('shvit_s1', *FAST['shvit_s1'])
+    p0 = count_params(m)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        Pruner(m, 50, 'local', example_inputs=x, verbose=False).prune_model()
+    lines = [str(i.message) for i in w if 'traced as single nodes' in str(i.message)]
+    assert len(lines) == 1 and lines[0].startswith('Kept 9 SHSA blocks whole'), lines
+    shsa = [b for b in m.modules() if isinstance(b, shvit.SHSA)]
+    fresh = [b for b in build('shvit_s1', *FAST['shvit_s1'])[0].modules() if isinstance(b, shvit.SHSA)]
+    assert [[p.shape for p in b.parameters()] for b in shsa] == [[p.shape for p in b.parameters()] for b in fresh]   # kept whole
+    assert count_params(m) < 0.7 * p0

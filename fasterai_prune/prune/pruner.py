@@ -22,6 +22,7 @@ from ..core.granularity import CONV_TYPES
 from ..tp.planner import DependencyPruner
 from ..tp.importance import CriteriaImportance
 from ..tp.trace import default_example_inputs, find_outputs, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
+from ..tp.trace import failing_node, recording_forward, block_of
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads
 from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
@@ -120,7 +121,7 @@ class Pruner:
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
         self.importance = CriteriaImportance(criteria, self._state_of)
-        self.target, self.kept_blocks = target, []   # blocks kept whole because pruning them broke the model
+        self.target, self.kept_blocks, self.untraced = target, [], []   # blocks kept whole because pruning (or tracing: their types) broke the model
         self.graph_args = dict(pruning_ratio=ratio / 100, layer_ratios={m: r / 100 for m, r in layer_ratios.items()} if layer_ratios else None,
                                global_pruning=context == 'global', round_to=round_to, num_heads=attention_heads(model), **kwargs)
         self._build_graph()
@@ -136,7 +137,8 @@ def _ignore_layers(self:Pruner, ignored:list, outputs:list, attention:str, kwarg
     model, names = self.model, module_names(self.model)
     self.custom_ops = default_custom_ops(model)
     kwargs['customized_pruners'] = {**self.custom_ops.pruners, **(kwargs.get('customized_pruners') or {})}
-    kwargs['forward_fn'] = adapter_forward_fn(model, self.custom_ops, kwargs.get('forward_fn'))
+    self.user_forward_fn = kwargs.get('forward_fn')
+    kwargs['forward_fn'] = adapter_forward_fn(model, self.custom_ops, self.user_forward_fn)
     fixed = [m for m in self.custom_ops.fixed if m not in ignored]
     kept = kept_attention(model, attention == 'heads')   # attentions that cannot lose heads in this mode, and why
     # torch-pruning 1.6 prunes what feeds a recurrent layer without pruning the recurrent layer's inputs: keep those outputs
@@ -278,15 +280,36 @@ _KEEP_ROUNDS = 4   # rounds of "keep the failing blocks whole and try again" in 
 
 @patch
 def _build_graph(self:Pruner):
-    "torch-pruning's graph and our planner over the model, with the ignored layers and the blocks kept whole"
-    try:
-        with eval_mode(self.model):
-            self.graph = DependencyPruner(self.model, self.example_inputs, self.importance,
-                                          ignored_layers=self.ignored_layers + self.kept_blocks, **self.graph_args)
-    except Exception as e:
-        raise ValueError(f"torch-pruning could not trace {type(self.model).__name__}: {describe_trace_failure(e, self.model)}. "
-                         "Pass the layers it cannot handle in `ignored_layers`, or register a customized pruner (`customized_pruners`)") from e
+    "torch-pruning's graph and our planner over the model; a kind of block whose tracing fails is traced as one node and kept whole (a few rounds)"
+    for _ in range(_KEEP_ROUNDS + 1):
+        calls = []
+        args = {**self.graph_args, 'forward_fn': recording_forward(self.graph_args['forward_fn'], calls)}
+        try:
+            with eval_mode(self.model):
+                self.graph = DependencyPruner(self.model, self.example_inputs, self.importance,
+                                              ignored_layers=self.ignored_layers + self.kept_blocks, **args)
+            break
+        except Exception as e:
+            node = failing_node(e)
+            block = None if node is None else block_of(node.grad_fn, calls)
+            if block is None or type(block) in self.untraced or isinstance(e, StageTimeout):
+                raise ValueError(f"torch-pruning could not trace {type(self.model).__name__}: {describe_trace_failure(e, self.model)}. "
+                                 "Pass the layers it cannot handle in `ignored_layers`, or register a customized pruner (`customized_pruners`)") from e
+            self._trace_as_one_node(type(block), e)
     if self.target != 'channels': self.graph.set_budget(self.target, self.example_inputs)
+
+@patch
+def _trace_as_one_node(self:Pruner, block_type:type, error:BaseException):
+    "Keep the blocks of `block_type` whole, traced as single nodes: torch-pruning failed inside one"
+    self.untraced.append(block_type)
+    self.custom_ops.keep_whole(block_type)
+    self.graph_args['customized_pruners'][block_type] = self.custom_ops.fixed_pruner
+    self.graph_args['forward_fn'] = adapter_forward_fn(self.model, self.custom_ops, self.user_forward_fn)
+    blocks = [m for m in self.model.modules() if type(m) is block_type]
+    self.kept_blocks += [b for b in blocks if b not in self.kept_blocks]
+    names = module_names(self.model)
+    warnings.warn(f"Kept {len(blocks)} {block_type.__name__} block{'s' if len(blocks) > 1 else ''} whole ('{names[blocks[0]]}'…), traced as single nodes: "
+                  f"torch-pruning could not trace inside ({describe_trace_failure(error, self.model)[:160]})")
 
 @patch
 def _prune_once(self:Pruner) -> tuple:
@@ -352,9 +375,10 @@ def _prune_keeping_broken_blocks(self:Pruner, backup) -> tuple:
         try: self._build_graph()
         except ValueError: break
         moved, problem = self._prune_once()
-    if problem is None and self.kept_blocks:
+    kept = [b for b in self.kept_blocks if type(b) not in self.untraced]   # those of the untraced types were named when traced
+    if problem is None and first is not None and kept:
         names, msg = module_names(self.model), first.message if len(first.message) < 160 else first.message[:160] + '…'
-        shown = ', '.join(names[b] for b in self.kept_blocks[:6]) + (f" and {len(self.kept_blocks) - 6} more" if len(self.kept_blocks) > 6 else '')
+        shown = ', '.join(names[b] for b in kept[:6]) + (f" and {len(kept) - 6} more" if len(kept) > 6 else '')
         warnings.warn(f"Kept the channels of {shown}: pruning them broke the model ({msg})")
     return moved, None if problem is None else first
 

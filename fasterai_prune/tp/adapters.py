@@ -208,6 +208,9 @@ class CustomOps:
             self.unwrapped += [(p, d) for p, d in a.unwrapped(model) if id(p) not in seen]
         # a later adapter that knows how to prune a type overrules an earlier one that would keep it
         self.fixed = [m for m in self.fixed if self.pruners.get(type(m), self.fixed_pruner) is self.fixed_pruner]
+    def keep_whole(self, t:type):
+        "Trace the blocks of type `t` as single nodes whose channels are kept"
+        self.pruners[t] = self.fixed_pruner; self.block_types.add(t)
     @property
     def opaque_types(self) -> tuple:
         "Types of the customized blocks (modules with children) whose insides tracing must not see"

@@ -22,8 +22,9 @@ from ..core.measure import eval_mode, call_model
 
 # %% auto #0
 __all__ = ['default_example_inputs', 'Traced', 'Outputs', 'find_outputs', 'find_output_layers', 'find_layers_feeding',
-           'describe_trace_failure', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising',
-           'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph']
+           'failing_node', 'describe_trace_failure', 'BlockCall', 'recording_forward', 'block_of', 'FailingLayer',
+           'LayerError', 'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit',
+           'mapped', 'first_per_channel', 'ClosureGraph']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -129,19 +130,58 @@ def find_layers_feeding(model:nn.Module, example_inputs, consumer_types:tuple=(n
     return _first_layers_back(model, [fn for fns in t.fed.values() for fn in fns], t.made_by)
 
 # %% ../../nbs/10_tp.trace.ipynb #cf037b9c
-def describe_trace_failure(exc:BaseException, model:nn.Module|None=None) -> str:
-    "A message naming the module or op torch-pruning was handling when it raised `exc`"
-    names = {m: n for n, m in model.named_modules()} if model is not None else {}
+def failing_node(exc:BaseException) -> tp.dependency.Node|None:
+    "The innermost torch-pruning graph node that was being handled when `exc` was raised"
     tb, node = exc.__traceback__, None
     while tb is not None:
         node = next((v for v in tb.tb_frame.f_locals.values() if isinstance(v, tp.dependency.Node)), node)
         tb = tb.tb_next
+    return node
+
+def describe_trace_failure(exc:BaseException, model:nn.Module|None=None) -> str:
+    "A message naming the module or op torch-pruning was handling when it raised `exc`"
+    names = {m: n for n, m in model.named_modules()} if model is not None else {}
+    node = failing_node(exc)
     msg = f"{type(exc).__name__}: {exc}"
     if node is None: return msg
     mod, fn = node.module, node.grad_fn
     what = (f"module '{names[mod]}' ({type(mod).__name__})" if mod in names else
             f"op {fn.name() if hasattr(fn, 'name') else type(mod).__name__}")
     return f"{msg}, while handling {what}"
+
+# %% ../../nbs/10_tp.trace.ipynb #b7d1e002
+class BlockCall(NamedTuple):
+    "One call of a block in a traced forward pass"
+    block: nn.Module # The module called
+    inputs: set # Autograd nodes of its tensor inputs
+    outputs: list # Autograd nodes of its tensor outputs
+
+def recording_forward(forward_fn, # torch-pruning's `forward_fn(model, inputs)`
+                      calls:list, # Filled with a `BlockCall` for each call of a module that is not torch's own
+                     ):
+    "`forward_fn`, also recording the autograd nodes around each call of the model's own modules"
+    def fwd(model, inputs):
+        def hook(m, args, out):
+            calls.append(BlockCall(m, {t.grad_fn for t in _tensors(args) if t.grad_fn is not None}, [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]))
+        hs = [m.register_forward_hook(hook) for m in model.modules() if m is not model and not type(m).__module__.startswith('torch.')]
+        try: return forward_fn(model, inputs)
+        finally:
+            for h in hs: h.remove()
+    return fwd
+
+def block_of(grad_fn, # An autograd node of the recorded forward
+             calls:list, # `BlockCall`s from `recording_forward`
+            ) -> nn.Module|None:
+    "The smallest recorded block whose inside (the nodes between its inputs and its outputs) holds `grad_fn`"
+    best = None
+    for c in calls:
+        inside, stack = set(), list(c.outputs)
+        while stack:
+            f = stack.pop()
+            if f is None or f in inside or f in c.inputs: continue
+            inside.add(f); stack.extend(g for g, _ in f.next_functions)
+        if grad_fn in inside and (best is None or len(inside) < best[1]): best = (c.block, len(inside))
+    return None if best is None else best[0]
 
 # %% ../../nbs/10_tp.trace.ipynb #08895c25
 class FailingLayer(NamedTuple):
