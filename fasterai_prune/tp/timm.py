@@ -100,9 +100,11 @@ class ChannelBufferPruner(tp.pruner.function.BasePruningFunc):
 
 # %% ../../nbs/14_tp.timm.ipynb #a41c7e03
 def feature_map_params(model:nn.Module) -> list:
-    "`(parameter, 1)` for each bare parameter shaped `(1, C, H, W)` outside a conv: torch-pruning's `unwrapped_parameters` with the channel dim"
-    return [(p, 1) for m in model.modules() if not isinstance(m, nn.modules.conv._ConvNd)
-            for p in m._parameters.values() if p is not None and p.dim() == 4 and p.shape[0] == 1 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1]
+    "`(parameter, 1)` for each bare parameter shaped `(1, C, H, W)` outside a conv, `C` a conv's width and `W` no layer's: torch-pruning's `unwrapped_parameters` with the channel dim"
+    convs = {m.out_channels for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)}
+    widths = convs | {m.out_features for m in model.modules() if isinstance(m, nn.Linear)}
+    return [(p, 1) for m in model.modules() if not isinstance(m, nn.modules.conv._ConvNd) for p in m._parameters.values()
+            if p is not None and p.dim() == 4 and p.shape[0] == 1 and p.shape[1] in convs and p.shape[3] not in widths and p.shape[2] * p.shape[3] > 1]
 
 # %% ../../nbs/14_tp.timm.ipynb #87d2efcd
 class TimmAdapter(Adapter):
