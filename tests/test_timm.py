@@ -31,7 +31,8 @@ FAST = {
     'tresnet_m': (64, dict(layers=[1, 1, 1, 1])),                         # BlurPool, groups=channels
     'hiera_tiny_224': (224, dict(stages=(1, 1, 2, 1))),                   # a 5-D matmul's expand, read by torch-pruning as a GQA repeat of 0
     'halonet_h1': (256, {}),
-    'shvit_s1': (64, {}),                                                 # torch-pruning cannot trace SHSA (a view it divides by 0): traced as one node, kept whole                                              # 5-D expands read as GQA repeats: root indices lost (None)
+    'shvit_s1': (64, {}),
+    'visformer_tiny': (224, dict(depth=(1, 1, 1))),                        # conv qkv: the global plan's group maps back onto it; (1, C, H, W) position embeddings                                                 # torch-pruning cannot trace SHSA (a view it divides by 0): traced as one node, kept whole                                              # 5-D expands read as GQA repeats: root indices lost (None)
 }
 
 def build(name, size, kwargs):
@@ -64,6 +65,7 @@ FALLBACK = {
     ('ghostnet_050', 'local'): 'shortcut',                      # over-pruned through the ghost concat
     ('ghostnet_050', 'global'): 'ghost2.primary_conv',          # emptied by the global plan
     ('convit_tiny', 'global'): 'blocks.0.attn',                 # width tied to the per-head size
+    ('visformer_tiny', 'global'): 'stage3.0.attn.qkv, stage2.0.attn.qkv',   # the plan's group for qkv maps back onto all its channels
 }
 ATTENTION = ['test_vit', 'deit_tiny_patch16_224', 'swin_tiny_patch4_window7_224', 'beit_base_patch16_224', 'pit_ti_224',
              'coat_tiny', 'xcit_nano_12_p8_224', 'poolformerv2_s12', 'mobilevit_xxs']
@@ -74,7 +76,7 @@ CASES = [(n, c) for n in FAST for c in ('local', 'global')]
 DEFAULT = [(n, c) for n, c in CASES if n in ATTENTION] + [('ghostnet_050', 'local'), ('res2next50', 'local'), ('convit_tiny', 'local'), ('convit_tiny', 'global'),
                                                            ('rexnet_100', 'local'), ('rexnet_100', 'global'),
                                                            ('hiera_tiny_224', 'local'), ('hiera_tiny_224', 'global'),
-                                                           ('shvit_s1', 'local'), ('shvit_s1', 'global')]
+                                                           ('shvit_s1', 'local'), ('shvit_s1', 'global'), ('visformer_tiny', 'local'), ('visformer_tiny', 'global')]
 
 @pytest.mark.parametrize('name,context', DEFAULT)
 def test_timm_fast(name, context):
