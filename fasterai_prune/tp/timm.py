@@ -19,8 +19,9 @@ __all__ = ['is_head_attention', 'is_hidden_qkv_attention', 'is_channel_attention
 def _int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
 
 def is_head_attention(m:nn.Module) -> bool:
-    "Multi-head attention whose heads torch-pruning can keep: `num_heads`, `head_dim` and a fused `qkv` linear it calls"
-    return (_int(getattr(m, 'num_heads', None)) and _int(getattr(m, 'head_dim', None)) and isinstance(getattr(m, 'qkv', None), nn.Linear)
+    "Multi-head attention whose heads torch-pruning can keep: `num_heads`, `head_dim` and a fused `qkv` linear it calls, 3 × heads wide"
+    qkv, h, d = getattr(m, 'qkv', None), getattr(m, 'num_heads', None), getattr(m, 'head_dim', None)
+    return (_int(h) and _int(d) and isinstance(qkv, nn.Linear) and qkv.out_features % (3 * h) == 0   # not GCViT's `kv` named `qkv` (2 × heads × 32)
             and not isinstance(getattr(m, 'q_bias', None), nn.Parameter))
 
 def is_hidden_qkv_attention(m:nn.Module) -> bool:
