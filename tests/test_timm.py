@@ -32,7 +32,8 @@ FAST = {
     'hiera_tiny_224': (224, dict(stages=(1, 1, 2, 1))),                   # a 5-D matmul's expand, read by torch-pruning as a GQA repeat of 0
     'halonet_h1': (256, {}),
     'shvit_s1': (64, {}),
-    'visformer_tiny': (224, dict(depth=(1, 1, 1))),                        # conv qkv: the global plan's group maps back onto it; (1, C, H, W) position embeddings                                                 # torch-pruning cannot trace SHSA (a view it divides by 0): traced as one node, kept whole                                              # 5-D expands read as GQA repeats: root indices lost (None)
+    'visformer_tiny': (224, dict(depth=(1, 1, 1))),
+    'gcvit_xxtiny': (224, {}),                                            # keys and values in a layer named `qkv` (2 × heads): not head attention                        # conv qkv: the global plan's group maps back onto it; (1, C, H, W) position embeddings                                                 # torch-pruning cannot trace SHSA (a view it divides by 0): traced as one node, kept whole                                              # 5-D expands read as GQA repeats: root indices lost (None)
 }
 
 def build(name, size, kwargs):
@@ -76,7 +77,8 @@ CASES = [(n, c) for n in FAST for c in ('local', 'global')]
 DEFAULT = [(n, c) for n, c in CASES if n in ATTENTION] + [('ghostnet_050', 'local'), ('res2next50', 'local'), ('convit_tiny', 'local'), ('convit_tiny', 'global'),
                                                            ('rexnet_100', 'local'), ('rexnet_100', 'global'),
                                                            ('hiera_tiny_224', 'local'), ('hiera_tiny_224', 'global'),
-                                                           ('shvit_s1', 'local'), ('shvit_s1', 'global'), ('visformer_tiny', 'local'), ('visformer_tiny', 'global')]
+                                                           ('shvit_s1', 'local'), ('shvit_s1', 'global'), ('visformer_tiny', 'local'), ('visformer_tiny', 'global'),
+                                                           ('gcvit_xxtiny', 'local')]
 
 @pytest.mark.parametrize('name,context', DEFAULT)
 def test_timm_fast(name, context):
