@@ -58,7 +58,9 @@ def check(name, context, size, kwargs, attention='head_dim'):
     return m, (kept[0] if kept else None)
 
 # measured on this commit: these still fail (the model is restored unchanged and the error names the layer)
-XFAIL = {}
+XFAIL = {('dpn48b', 'local'): "DPN's dual-path concat: torch-pruning's group misses the BatchNorm of the next block's input (400 channels "
+                              "reach a 416-wide BatchNorm); the fallback keeps block after block and ends with nothing pruned. Broken since "
+                              "ClosureGraph (4a4157f); plain torch-pruning fails on DPN too; global is ok"}
 # the blocks a prune keeps whole (the first prune broke them), as the warning names them: (context, part of the line)
 FALLBACK = {
     ('cs3darknet_focus_s', 'local'): 'stages.0.conv_exp.conv, stages.1.conv_exp.conv',   # the CSP split's producer
