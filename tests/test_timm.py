@@ -66,7 +66,7 @@ FALLBACK = {
     ('cs3darknet_focus_s', 'local'): 'stages.0.conv_exp.conv, stages.1.conv_exp.conv',   # the CSP split's producer
     ('res2next50', 'local'): 'layer1.1.conv1',                  # the Res2Net split's producer
     ('ghostnet_050', 'local'): 'shortcut',                      # over-pruned through the ghost concat
-    ('ghostnet_050', 'global'): 'ghost2.primary_conv',          # emptied by the global plan
+    ('ghostnet_050', 'global'): 'blocks.7.0.shortcut.2',        # the plan's group maps back onto it through the ghost concat
     ('convit_tiny', 'global'): 'blocks.0.attn',                 # width tied to the per-head size
     ('visformer_tiny', 'global'): 'stage3.0.attn.qkv, stage2.0.attn.qkv',   # the plan's group for qkv maps back onto all its channels
 }
