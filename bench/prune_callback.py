@@ -17,7 +17,7 @@ Diagnostic variants of ours (issue 12), by options or a subclass, the library un
   final_recal restart_bn=0, BatchNorm statistics re-estimated on 8 training batches after fit (is the end-of-fit BN state stale?)
 fasterai 0.4.1 is imported from /work/.anchors (pip install --no-deps --target /work/.anchors fasterai==0.4.1).
 """
-import argparse, contextlib, cProfile, io, pstats, sys, time, warnings
+import argparse, re, contextlib, cProfile, io, pstats, sys, time, warnings
 import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # a shared CPU: no spinning at OpenMP barriers
 import torch, torch.nn as nn
@@ -62,6 +62,7 @@ def ours_callback(variant, ratio):
     sched = {'start0': agp.with_window(start_pct=0.), 'end80': agp.with_window(end_pct=0.8)}.get(variant, agp)
     kw = {'every': dict(min_interval=0.), 'mi8': dict(min_interval=8.), 'nobn': dict(restart_bn=0), 'final_recal': dict(restart_bn=0),
           'recal': dict(restart_bn=0)}.get(variant, {})
+    if re.fullmatch(r'mi\d+', variant): kw = dict(min_interval=float(variant[2:]))
     cls = {'recal': RecalPruneCallback}.get(variant, PruneCallback)
     return cls(ratio, context='global', criteria=large_final, schedule=sched, **kw)
 

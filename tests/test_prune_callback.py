@@ -110,3 +110,24 @@ def test_batchnorm_statistics_restart_at_each_prune():
     learn = make_learner()
     learn.fit(1, 1e-3, cbs=PruneCallback(50, 'global', schedule=lin, restart_bn=0))
     assert {int(bn.num_batches_tracked) for bn in batchnorms(learn.model)} == {len(learn.dls.train)}   # never restarted
+
+def test_prune_before_a_mid_fit_validation_keeps_sliced_statistics():
+    "Pruned at the last batch of epoch 0: that validation sees the statistics torch-pruning sliced, the restart waits for the next batch"
+    from fastai.callback.core import Callback
+    from fasterai_prune.core.batchnorm import batchnorms
+    class Seen(Callback):
+        order = PruneCallback.order + 1
+        def before_fit(self): self.rows = []
+        def before_validate(self):
+            bn = batchnorms(self.model)[0]
+            self.rows.append((self.epoch, int(bn.num_batches_tracked), bool((bn.running_var == 1).all()), self.cb.bn_restart.pending is not None))
+    learn = make_learner()
+    cb, seen = PruneCallback(50, 'global', schedule=lin, min_interval=0, restart_bn=3), Seen()
+    seen.cb = cb
+    learn.fit(2, 1e-3, cbs=[cb, seen])
+    n = len(learn.dls.train)
+    assert [h['iter'] for h in cb.history if h['iter'] in (n - 1, 2 * n - 1)] == [n - 1, 2 * n - 1]   # a prune at the last batch of each epoch
+    # epoch 0: restart pending, statistics sliced (one batch averaged since the previous restart, not reset);
+    # epoch 1 (the last): re-estimated on min(restart_bn, 4) = 3 training batches, nothing pending
+    assert seen.rows == [(0, 1, False, True), (1, 3, False, False)]
+    assert {int(bn.num_batches_tracked) for bn in batchnorms(learn.model)} == {3}

@@ -48,7 +48,7 @@ class BatchNormRestart:
     "Reset the running statistics of the training BatchNorm layers, average them over the next `steps` batches, then restore their momentum"
     def __init__(self, steps:int=10): # Training batches averaged cumulatively after each restart
         check_int(steps, 'steps')
-        self.steps, self.momenta, self.seen = steps, {}, 0
+        self.steps, self.momenta, self.seen, self.pending = steps, {}, 0, None
 
     @property
     def active(self) -> bool: return bool(self.momenta)
@@ -59,7 +59,15 @@ class BatchNormRestart:
             if not bn.training: continue
             self.momenta.setdefault(bn, bn.momentum)
             bn.reset_running_stats(); bn.momentum = None
-        self.seen = 0
+        self.seen, self.pending = 0, None
+
+    def restart_next(self, model:nn.Module):
+        "Restart `model`'s statistics at the next `before_batch`: a validation before it sees the statistics pruning sliced, not empty ones"
+        self.pending = model
+
+    def before_batch(self):
+        "A training batch is about to run: do the restart asked by `restart_next`"
+        if self.pending is not None: self.restart(self.pending)
 
     def step(self):
         "One more training batch went through the model"

@@ -146,6 +146,7 @@ def _measure(self:PruneCallback) -> tuple:
 @patch
 def before_batch(self:PruneCallback):
     if self.active and self.training and self.scheduled is None and not self.done: self._build()
+    if self.training and self.bn_restart is not None: self.bn_restart.before_batch()   # the restart asked by the last prune
 
 @patch
 def after_step(self:PruneCallback):
@@ -154,7 +155,7 @@ def after_step(self:PruneCallback):
     moved = self.scheduled.step(pct, batch=(*self.xb, *self.yb), loss_func=self.learn.loss_func)
     if self.bn_restart is not None: self.bn_restart.step()
     if moved is not None:
-        if self.bn_restart is not None: self.bn_restart.restart(self.model)   # the statistics of the unpruned model are stale
+        if self.bn_restart is not None: self.bn_restart.restart_next(self.model)   # the statistics of the unpruned model are stale
         self.pruned_this_epoch = True
         pruning_tracker(model_of(self.learn)).record['stage'] = dict(progress=self.scheduled.progress)   # for a resumed fit
         self.history.append(dict(pct_train=pct, iter=self.train_iter, progress=self.scheduled.progress,
@@ -165,8 +166,10 @@ def after_step(self:PruneCallback):
 def before_validate(self:PruneCallback):
     if self.active and self.recalibrate_bn and self.pruned_this_epoch:
         recalibrate_batchnorm(self.model, self.dls.train, self.recalibrate_bn, n_inputs(self.dls))
-    elif self.active and self.bn_restart is not None and self.bn_restart.active and self.bn_restart.seen == 0:
-        recalibrate_batchnorm(self.model, self.dls.train, min(self.bn_restart.steps, 4), n_inputs(self.dls))   # pruned at the last batch: nothing averaged yet
+    elif self.active and self.bn_restart is not None and self.bn_restart.pending is not None and self.epoch == self.n_epoch - 1:
+        # pruned at the last batch of fit: the model leaves with statistics re-estimated (earlier epochs restart at the next batch)
+        self.bn_restart.pending = None
+        recalibrate_batchnorm(self.model, self.dls.train, min(self.bn_restart.steps, 4), n_inputs(self.dls))
     self.pruned_this_epoch = False
 
 @patch
@@ -195,6 +198,7 @@ def _close(self:PruneCallback):
     "Drop the pruner: the schedule is over"
     rec = pruning_tracker(model_of(self.learn)).record
     if rec is not None: rec.pop('stage', None)
+    if self.bn_restart is not None: self.bn_restart.pending = None
     self.pruner = self.scheduled = None
     self.done = True
 

@@ -22,33 +22,40 @@ class CriteriaImportance(tp.importance.Importance):
                 ):
         self.criteria, self.layer_state, self.graph, self.cache, self.grouped_modules = criteria, layer_state, None, None, set()
 
+    def member_scores(self, dep) -> torch.Tensor|None:
+        "Flat scores of the channels `dep` prunes in its layer (outputs: 'filter', inputs: 'shared_kernel'), or None if not a weighted layer"
+        layer = dep.target.module
+        if not isinstance(layer, Granularities.layer_types()) or not isinstance(getattr(layer, 'weight', None), torch.Tensor): return None
+        if self.graph.is_out_channel_pruning_fn(dep.handler): g = 'filter'
+        elif self.graph.is_in_channel_pruning_fn(dep.handler): g = 'shared_kernel'
+        else: return None
+        return self.criteria.scores(layer, g, self.layer_state(layer) if self.layer_state else None).flatten().float().cpu()
+
     @torch.no_grad()
     def __call__(self, group) -> torch.Tensor|None:
         root_dep, root_idxs = group[0]
         key = (root_dep.target.module, root_dep.handler)
         if self.cache is not None and key in self.cache: return self.cache[key]
-        total, count = torch.zeros(len(root_idxs)), torch.zeros(len(root_idxs))
-        for i, (dep, idxs) in enumerate(group):
-            layer = dep.target.module
-            if not isinstance(layer, Granularities.layer_types()) or not isinstance(getattr(layer, 'weight', None), torch.Tensor): continue
-            if self.graph.is_out_channel_pruning_fn(dep.handler): g = 'filter'
-            elif self.graph.is_in_channel_pruning_fn(dep.handler): g = 'shared_kernel'
-            else: continue
-            state = self.layer_state(layer) if self.layer_state else None
-            s = self.criteria.scores(layer, g, state).flatten().float().cpu()
-            idxs = torch.as_tensor(idxs, dtype=torch.long)
-            if len(idxs) == 0 or idxs.max() >= len(s): continue   # e.g. grouped conv inputs: per-group weights
-            pos = torch.as_tensor(group[i].root_idxs, dtype=torch.long)
-            total.scatter_add_(0, pos, s[idxs]); count.scatter_add_(0, pos, torch.ones(len(pos)))
+        n = len(root_idxs)
+        total, count, full = torch.zeros(n), torch.zeros(n), list(range(n))
+        for item in group:
+            s = self.member_scores(item.dep)
+            if s is None or not item.idxs or max(item.idxs) >= len(s): continue   # e.g. grouped conv inputs: per-group weights
+            if len(s) == n and item.idxs == item.root_idxs == full: total += s; count += 1; continue   # the root's own channels, in order
+            pos = torch.as_tensor(item.root_idxs, dtype=torch.long)
+            total.scatter_add_(0, pos, s[torch.as_tensor(item.idxs, dtype=torch.long)]); count.scatter_add_(0, pos, torch.ones(len(pos)))
         if count.sum() == 0: return None
         imp = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float('inf')))
         # a layer that owns only part of the group's channels (one side of a concatenation) keeps its best channel:
         # ranking by the group alone could remove all of its channels and empty it
-        grouped = any(dep.target.module in self.grouped_modules for dep, _ in group)   # torch-pruning shares ranks across channel groups
-        for i, (dep, _) in enumerate(group):
-            if grouped: break
-            if isinstance(dep.target.module, (nn.modules.conv._ConvNd, nn.Linear)) and self.graph.is_out_channel_pruning_fn(dep.handler):
-                pos = torch.as_tensor(group[i].root_idxs, dtype=torch.long)
-                if 0 < len(pos) < len(imp): imp[pos[imp[pos].argmax()]] = float('inf')
+        if any(dep.target.module in self.grouped_modules for dep, _ in group): return self._cached(key, imp)   # torch-pruning shares ranks across channel groups
+        for item in group:
+            if 0 < len(item.root_idxs) < n and isinstance(item.dep.target.module, (nn.modules.conv._ConvNd, nn.Linear)) \
+               and self.graph.is_out_channel_pruning_fn(item.dep.handler):
+                pos = torch.as_tensor(item.root_idxs, dtype=torch.long)
+                imp[pos[imp[pos].argmax()]] = float('inf')
+        return self._cached(key, imp)
+
+    def _cached(self, key, imp:torch.Tensor) -> torch.Tensor:
         if self.cache is not None: self.cache[key] = imp
         return imp

@@ -314,7 +314,13 @@ class ClosureGraph(tp.DependencyGraph):
         if module not in self.module2node: raise ValueError(f"Module {module} is not in the dependency graph.")
         if isinstance(module, tp.ops.TORCH_CONV) and module.groups == module.out_channels > 1:
             pruning_fn = tp.function.prune_depthwise_conv_out_channels
-        idxs = [HybridIndex(idx=i, root_idx=i) for i in ([idxs] if isinstance(idxs, Number) else idxs)]
+        plain = [idxs] if isinstance(idxs, Number) else list(idxs)
+        deps = self.same_index_deps(module, pruning_fn) if plain else None
+        return self._searched(module, pruning_fn, plain) if deps is None else self.group_of(deps, plain)
+
+    def _searched(self, module:nn.Module, pruning_fn, idxs:list) -> Group:
+        "The group, found by walking the graph from `module`"
+        idxs = [HybridIndex(idx=i, root_idx=i) for i in idxs]
         update_index_mapping(self)
         root, bound, group = self.module2node[module], self.channel_bound(), Group()
         group.add_dep(Dependency(pruning_fn, pruning_fn, source=root, target=root), idxs)
@@ -347,3 +353,26 @@ def _merged(self:ClosureGraph, group:Group) -> Group:
         merged[i] = GroupItem(item.dep, [h.idx for h in item.idxs])
         merged[i].root_idxs = [h.root_idx for h in item.idxs]
     return merged
+
+# %% ../../nbs/10_tp.trace.ipynb #b3d9f4e1
+@patch
+def same_index_deps(self:ClosureGraph, module:nn.Module, pruning_fn) -> list|None:
+    "The members of `module`'s group if each prunes the root's own channel indices (no concat, split or reshape between), else None; found once"
+    cache = self.__dict__.setdefault('_same_index', {})
+    if (module, pruning_fn) not in cache:
+        n = self.get_out_channels(module) if self.is_out_channel_pruning_fn(pruning_fn) else self.get_in_channels(module)
+        full = list(range(n)) if isinstance(n, int) and n > 0 else None
+        group = self._searched(module, pruning_fn, full) if full else None
+        same = group is not None and all(it.idxs == full and it.root_idxs == full for it in group)
+        cache[(module, pruning_fn)] = [it.dep for it in group] if same else None
+    return cache[(module, pruning_fn)]
+
+@patch
+def group_of(self:ClosureGraph, deps:list, idxs:list) -> Group:
+    "The group pruning the same channel indices `idxs` in each of `deps`"
+    group = Group()
+    group._DG = self
+    for dep in deps:
+        group.add_dep(dep, list(idxs))
+        group[-1].root_idxs = list(idxs)
+    return group
