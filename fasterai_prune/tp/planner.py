@@ -221,6 +221,7 @@ def _prune_global(self:DependencyPruner, progress:float) -> list:
 @patch
 def _sync_heads(self:DependencyPruner, before:dict):
     "Give the attention blocks whose heads torch-pruning removed their new `num_heads` (read from `qkv` and the kept `head_dim`)"
+    if not before: return   # no attention heads in the model
     whole_heads = self.prune_num_heads and not self.prune_head_dims
     for m in self.model.modules():
         n = getattr(m, 'num_heads', None)
