@@ -9,11 +9,15 @@ bisection with fasterai_prune's `Pruner`; fasterai 0.4.1 is run at the same chan
   dense / pruned           eager PyTorch, contiguous (NCHW) memory
   +fold                    BatchNorms folded into the convs (`deploy.fold_bn`)
   +fold+cl                 ... and channels_last memory format for weights and input
-  r8+fold                  pruned with round_to=8 (channel counts multiples of 8), folded
+  r8+fold                  pruned with round_to=8 (channel counts multiples of 8), folded, at the channel ratio that
+                           keeps `--macs-kept`% of the MACs with that rounding (its own bisection)
+  r16+fold                 the same with round_to=16 (oneDNN's and onnxruntime's blocked layouts take 16 fp32
+                           channels per AVX-512 register)
   lat+fold                 (models of `--latency-models`) pruned with target='latency' (round_to='auto': 8) to remove as
                            much latency as MACs are removed (100 - `--macs-kept` percent), planned on per-layer latencies
                            measured at batch `--batch`; folded. Its ratio is against its own MACs speedup
-  ort                      onnxruntime (CPU, same thread count) on the folded model (`deploy.export_onnx`), r8 too
+  ort                      onnxruntime (CPU, same thread count, pool threads not spinning between runs) on the folded
+                           model (`deploy.export_onnx`), r8 and r16 too
 Latency: wall time and process CPU time (all threads), median of `--rounds` rounds after 2 warm-up calls; within a round every variant runs once, in turn, so that
 load from other processes on a shared CPU hits all variants alike. Speedups are dense/pruned for the same deployment
 (`pruned+fold` against `dense+fold`, `ort` against dense `ort`). Anchor (issue 12): latency speedup >= 0.9 × MACs
@@ -53,12 +57,12 @@ def fasterai_041(name, ratio, x1):
 
 def macs(m, x1): return count_macs(m, x1)[0]
 
-def ratio_for(name, macs_kept, x1, dense_macs, tol=1.):
+def ratio_for(name, macs_kept, x1, dense_macs, tol=1., round_to=None):
     "Channel ratio (percent, local) whose pruned model keeps about `macs_kept`% of the MACs (bisection)"
     lo, hi, best = 0., 90., None
     for _ in range(7):
         mid = (lo + hi) / 2
-        kept = 100 * macs(ours(name, mid, x1), x1) / dense_macs
+        kept = 100 * macs(ours(name, mid, x1, round_to=round_to), x1) / dense_macs
         if best is None or abs(kept - macs_kept) < abs(best[1] - macs_kept): best = (mid, kept)
         if abs(kept - macs_kept) <= tol: break
         lo, hi = (mid, hi) if kept > macs_kept else (lo, mid)
@@ -71,6 +75,9 @@ def ort_runner(m, x, path, threads):
     ort = import_deploy('onnxruntime')
     export_onnx(m, x, path)
     so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
+    # onnxruntime's pool threads spin after each run by default: interleaved with other runners on 2 cores, they steal
+    # the next runner's CPU (a pruned mobilenet measured 44 ms here with spinning, 13 ms alone)
+    so.add_session_config_entry('session.intra_op.allow_spinning', '0')
     sess = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
     feed = {sess.get_inputs()[0].name: x.numpy()}
     return lambda: sess.run(None, feed)
@@ -167,7 +174,11 @@ def main():
         dense = new_model(name); d_macs = macs(dense, x1)
         ratio, kept = ratio_for(name, args.macs_kept, x1, d_macs)
         print(f"\n## {name}: channel ratio {ratio:.2f}% (local, large_final) keeps {kept:.1f}% of {d_macs / 1e9:.2f} GMACs")
-        models = {'dense': dense, 'pruned': ours(name, ratio, x1), 'pruned r8': ours(name, ratio, x1, round_to=8)}
+        models = {'dense': dense, 'pruned': ours(name, ratio, x1)}
+        for rt in (8, 16):   # rounded channel counts, each at the ratio that keeps the same share of MACs
+            r, k = ratio_for(name, args.macs_kept, x1, d_macs, round_to=rt)
+            print(f"round_to={rt}: channel ratio {r:.2f}% keeps {k:.1f}% of the MACs")
+            models[f'pruned r{rt}'] = ours(name, r, x1, round_to=rt)
         if name in args.latency_models: models['pruned lat'] = ours(name, 100 - args.macs_kept, x, target='latency')
         if have_041:
             try: models['0.4.1'] = fasterai_041(name, ratio, x1)
@@ -199,7 +210,7 @@ def main():
         if args.profile: amdahl(variants['dense+fold'][0], variants['pruned+fold'][0], x, x1, ratio)
     print("\n| model | variant | MACs speedup | wall speedup | wall / MACs | CPU speedup | CPU / MACs |\n|---|---|---:|---:|---:|---:|---:|")
     for name, k, ms, ls, cs in summary:
-        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned ort', 'pruned r8 ort', 'pruned lat+fold', 'pruned lat ort', '0.4.1+fold', '0.4.1 ort'):
+        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned r16+fold', 'pruned ort', 'pruned r8 ort', 'pruned r16 ort', 'pruned lat+fold', 'pruned lat ort', '0.4.1+fold', '0.4.1 ort'):
             print(f"| {name} | {k} | {ms:.2f}× | {ls:.2f}× | {ls / ms:.2f} | {cs:.2f}× | {cs / ms:.2f} |")
     print("anchor: latency speedup >= 0.9 × MACs speedup (ratio >= 0.90) for resnet50 and mobilenet_v3_large")
 

@@ -83,6 +83,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'fasterai_prune/core/budget.py'),
                                             'fasterai_prune.core.budget._sides': ( 'core.budget.html#_sides',
                                                                                    'fasterai_prune/core/budget.py'),
+                                            'fasterai_prune.core.budget.channel_block': ( 'core.budget.html#channel_block',
+                                                                                          'fasterai_prune/core/budget.py'),
                                             'fasterai_prune.core.budget.channel_cost': ( 'core.budget.html#channel_cost',
                                                                                          'fasterai_prune/core/budget.py'),
                                             'fasterai_prune.core.budget.check_target': ( 'core.budget.html#check_target',

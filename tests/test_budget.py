@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch_pruning as tp
 from torchvision.models import resnet18, resnet50
 from fasterai_prune.prune.pruner import Pruner
+from fasterai_prune.core.budget import channel_block
 
 def vit_tiny():
     timm = pytest.importorskip('timm', reason='the ViT case needs the timm extra')
@@ -51,7 +52,7 @@ def test_latency_target_reports_measured_figure():
     assert model(x).shape == (1, 1000)
 
 def test_round_to_auto():
-    "round_to='auto': multiples of 8 for a latency target; counted targets keep exact figures (None)"
+    "round_to='auto': multiples of the CPU's channel block (16 with AVX-512, else 8) for a latency target; counted targets keep exact figures (None)"
     from fasterai_prune.data import digits_cnn
     x = torch.randn(1, 1, 16, 16)
     widths = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]
@@ -59,8 +60,9 @@ def test_round_to_auto():
     model = digits_cnn(32).eval()
     p = Pruner(model, 50, 'global', target='latency', example_inputs=x, verbose=False)
     p.prune_model()
-    assert p.round_to == 8 and widths(model) != widths(digits_cnn(32))
-    assert [w % 8 for w in widths(model)] == [0] * len(widths(model)), widths(model)
+    block = channel_block()
+    assert p.round_to == block and widths(model) != widths(digits_cnn(32))
+    assert [w % block for w in widths(model)] == [0] * len(widths(model)), widths(model)
     for target in ('channels', 'macs'):
         model = digits_cnn(32).eval()
         p = Pruner(model, 30, 'local', target=target, example_inputs=x, verbose=False)

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from fastcore.basics import patch
 import torch
 import torch.nn as nn
-from ..core.budget import check_target
+from ..core.budget import check_target, channel_block
 from ..core.ratio import check_percent, resolve_layer_ratios, module_names, check_int, check_choice, find_layer
 from ..core.criteria import Criteria, large_final, check_criteria, calibrate as calibrate_criteria
 from ..core.schedule import Schedule, lin, check_schedule
@@ -90,7 +90,7 @@ class Pruner:
                  schedule:Schedule|str=lin, # Progress of the iterative steps towards the ratio: a `Schedule` or its name
                  ignored_layers:list|None=None, # Layers (names or modules) whose output channels are kept, besides the output layers
                  example_inputs=None, # Input used to trace the model; default: a random batch shaped for it
-                 round_to:int|str|None='auto', # Keep channel counts multiples of this; 'auto': 8 for a 'latency' target, else None
+                 round_to:int|str|None='auto', # Keep channel counts multiples of this; 'auto': `channel_block` of the model's device for a 'latency' target, else None
                  verbose:bool=True, # Print what is ignored and why
                  check_first_prune:bool=True, # Keep a copy during the first prune, check the result, restore it if broken
                  target:str='channels', # What `pruning_ratio` counts: 'channels', 'params', 'macs' or 'latency' (measured here)
@@ -106,7 +106,8 @@ class Pruner:
         check_target(target)
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
-        if round_to == 'auto': round_to = 8 if target == 'latency' else adapter_round_to(model)   # fast kernels work on blocks of 8 channels; a Hugging Face config may ask its own
+        if round_to == 'auto':   # fast kernels work on blocks of channels; a Hugging Face config may ask its own
+            round_to = channel_block(next(model.parameters()).device) if target == 'latency' else adapter_round_to(model)
         if round_to is not None: check_int(round_to, 'round_to')
         check_choice(attention, 'attention', ('head_dim', 'heads'))
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
