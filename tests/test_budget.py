@@ -69,3 +69,17 @@ def test_round_to_auto():
         p.prune_model()
         assert p.round_to is None and any(w % 8 for w in widths(model)), widths(model)
     with pytest.raises(ValueError, match='round_to'): Pruner(digits_cnn(32), 30, round_to='eight', example_inputs=x, verbose=False)
+
+def test_local_budget_plans_the_rounding():
+    "round_to=8 with a local MACs budget: the planner predicts torch-pruning's rounding (46.9% kept of 50% asked without it)"
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 224, 224)
+    model = resnet50().eval()
+    before = measured(model, x, 'macs')
+    p = Pruner(model, 50, 'local', target='macs', round_to=8, example_inputs=x, verbose=False)
+    i = [g.root for g in p.graph.groups].index(model.layer1[0].conv1)   # 64 channels
+    assert (p.graph._local_removed(0.5)[i], p.graph._local_removed(0.3)[i]) == (32, 24)   # kept: 32; int(64 × 0.7) = 44 rounded down to 40
+    p.prune_model()
+    kept = 100 * measured(model, x, 'macs') / before
+    assert abs(kept - 50) <= 1, f"{kept:.2f}% kept, 50% asked"
+    assert [c.out_channels % 8 for c in model.modules() if isinstance(c, nn.Conv2d)] == [0] * 53

@@ -289,8 +289,10 @@ def _group_members(self:DependencyPruner) -> list: return [self.members.get(g.ro
 
 @patch
 def _local_removed(self:DependencyPruner, share:float) -> list:
-    "Channels gone from each group at a local `share`, at least one kept"
-    return [min(g.channels - int(g.channels * (1 - share)), g.channels - 1) for g in self.groups]
+    "Channels gone from each group at a local `share`, at least one kept; what is kept rounded down to `round_to`, as torch-pruning does"
+    keeps = [int(g.channels * (1 - share)) for g in self.groups]
+    if self.round_to: keeps = [k - k % self.round_to if k < g.channels else k for k, g in zip(keeps, self.groups)]
+    return [min(g.channels - k, g.channels - 1) for k, g in zip(keeps, self.groups)]
 
 @patch
 def lowest_share(self:DependencyPruner) -> float:
