@@ -58,9 +58,7 @@ def check(name, context, size, kwargs, attention='head_dim'):
     return m, (kept[0] if kept else None)
 
 # measured on this commit: these still fail (the model is restored unchanged and the error names the layer)
-XFAIL = {('dpn48b', 'local'): "DPN's dual-path concat: torch-pruning's group misses the BatchNorm of the next block's input (400 channels "
-                              "reach a 416-wide BatchNorm); the fallback keeps block after block and ends with nothing pruned. Broken since "
-                              "ClosureGraph (4a4157f); plain torch-pruning fails on DPN too; global is ok"}
+XFAIL = {}   # (name, context): cause; none left (DPN local passes since the concat sizes are recorded while tracing)
 # the blocks a prune keeps whole (the first prune broke them), as the warning names them: (context, part of the line)
 FALLBACK = {
     ('cs3darknet_focus_s', 'local'): 'stages.0.conv_exp.conv, stages.1.conv_exp.conv',   # the CSP split's producer
@@ -86,6 +84,13 @@ DEFAULT = [(n, c) for n, c in CASES if n in ATTENTION] + [('ghostnet_050', 'loca
 def test_timm_fast(name, context):
     m, line = check(name, context, *FAST[name])
     if (name, context) in FALLBACK: assert FALLBACK[(name, context)] in line, line
+
+def test_dpn_dual_path_is_pruned():
+    "DPN local: torch-pruning inferred its concat sizes through slices ([512, 1792, 64] for [512, 256, 64]) and nothing was pruned; recorded while tracing, 61% of the parameters stay"
+    m, line = check('dpn48b', 'local', *FAST['dpn48b'])
+    p0 = count_params(build('dpn48b', *FAST['dpn48b'])[0])
+    assert count_params(m) < 0.7 * p0, count_params(m) / p0
+    assert line is None or line.count(',') <= 3, line   # at most a few blocks kept whole (53 before the fix)
 
 def test_blurpool_follows_its_channels():
     "TResNet: BlurPool's per-channel filter (groups=channels) loses the channels of the conv feeding it, without a fallback"

@@ -251,6 +251,7 @@ class Breakage(NamedTuple):
     message: str # What went wrong
     layers: list # Layers where it shows (empty when no layer can be named)
     near: tuple=() # Layers that ran last before it showed, named when `layers` names none
+    at: nn.Module|None=None # The layer that was fed the wrong width, kept itself once the layers feeding it are
 
 @patch
 def _check_pruned(self:Pruner) -> Breakage|None:
@@ -271,7 +272,7 @@ def _check_pruned(self:Pruner) -> Breakage|None:
         layers = [] if where.module is None else graph_inputs(self.graph.DG, where.module) if isinstance(where.module, (*CONV_TYPES, nn.Linear)) else [where.module]
         at = f" in '{names[where.module]}' ({type(where.module).__name__})" if names.get(where.module) else ''
         return Breakage(f"the pruned model fails{at} on the example inputs: {type(where.error).__name__}: {where.error}",
-                        layers or [where.module] if where.module is not None else [], () if where.last is None else (where.last,))
+                        layers or [where.module] if where.module is not None else [], () if where.last is None else (where.last,), where.module)
     if where.shapes[:1] != self.output_shapes[:1]:   # the main output only: caches and hidden states may narrow with the model
         return Breakage(f"the output shape changed from {self.output_shapes[:1]} to {where.shapes[:1]}", [])
     return None
@@ -369,7 +370,7 @@ def _prune_keeping_broken_blocks(self:Pruner, backup) -> tuple:
     moved, problem = self._prune_once()
     first = problem
     for _ in range(_KEEP_ROUNDS):
-        blocks = [] if problem is None or backup is None else self._blocks_to_keep(problem.layers)
+        blocks = [] if problem is None or backup is None else self._blocks_to_keep(problem.layers) or self._blocks_to_keep([problem.at] if problem.at is not None else [])
         if not blocks: break
         _restore_modules(backup)   # the same objects back; the snapshot itself is not changed by a later prune
         self.kept_blocks += blocks

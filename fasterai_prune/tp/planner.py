@@ -15,7 +15,7 @@ from .tracked import tracked_prune, chain_moves
 import warnings
 from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, channel_cost, removals_for_budget
 from .measure import count_ops
-from .trace import time_limit, ClosureGraph, LayerError
+from .trace import time_limit, ClosureGraph, LayerError, concat_recording
 from .registry import default_custom_ops
 from .adapters import record_sizes, rederive_sizes
 
@@ -56,6 +56,8 @@ class DependencyPruner(tp.pruner.BasePruner):
         self.time_limits, self.head_target, self.pruned_once = {**TIME_LIMITS, **(time_limits or {})}, 0., False
         self.ops, self.built = default_custom_ops(model), False
         if kwargs.get('unwrapped_parameters') is None and self.ops.unwrapped: kwargs['unwrapped_parameters'] = self.ops.unwrapped
+        self._concat_sizes = {}   # recorded by the trace below; the graph uses them as soon as it is built
+        kwargs['forward_fn'] = concat_recording(kwargs.get('forward_fn'), self._concat_sizes)
         ignored = [m for l in (ignored_layers or []) for m in l.modules()]
         roots = {m: 0. for m in model.modules() if isinstance(m, tuple(root_module_types)) and m not in ignored}
         flags = {p: p.requires_grad for p in model.parameters()}
@@ -80,6 +82,7 @@ class DependencyPruner(tp.pruner.BasePruner):
     @DG.setter
     def DG(self, graph):   # `BasePruner.__init__` builds a plain `DependencyGraph`: its groups are searched as `ClosureGraph` does
         if type(graph) is tp.DependencyGraph: graph.__class__ = ClosureGraph
+        if isinstance(graph, ClosureGraph): graph.use_concat_sizes(self.__dict__.get('_concat_sizes') or {})
         self._graph = graph
 
     def _group_equal_splits(self):

@@ -11,6 +11,7 @@ from operator import itemgetter
 from typing import NamedTuple
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 import torch_pruning as tp
 from torch_pruning import Dependency, Group
 from torch_pruning._helpers import GroupItem, _HybridIndex as HybridIndex
@@ -24,7 +25,7 @@ from ..core.measure import eval_mode, call_model
 __all__ = ['default_example_inputs', 'Traced', 'Outputs', 'find_outputs', 'find_output_layers', 'find_layers_feeding',
            'failing_node', 'describe_trace_failure', 'BlockCall', 'recording_forward', 'block_of', 'FailingLayer',
            'LayerError', 'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit',
-           'mapped', 'first_per_channel', 'ClosureGraph']
+           'mapped', 'first_per_channel', 'ClosureGraph', 'ConcatSizes', 'concat_recording']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -376,3 +377,40 @@ def group_of(self:ClosureGraph, deps:list, idxs:list) -> Group:
         group.add_dep(dep, list(idxs))
         group[-1].root_idxs = list(idxs)
     return group
+
+# %% ../../nbs/10_tp.trace.ipynb #e6a8c0b2
+_CATS = (torch.cat, torch.concat, torch.concatenate)
+
+class ConcatSizes(TorchFunctionMode):
+    "While tracing, record `{autograd node: channels of each input}` for every concatenation along channels (dim 1 of a 2-, 4- or 5-D tensor)"
+    def __init__(self, sizes:dict): super().__init__(); self.sizes = sizes
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _CATS and isinstance(out, torch.Tensor) and out.grad_fn is not None and out.dim() in (2, 4, 5):
+            dim = args[1] if len(args) > 1 else kwargs.get('dim', kwargs.get('axis', 0))
+            if dim % out.dim() == 1: self.sizes[out.grad_fn] = [t.shape[1] for t in (args[0] if args else kwargs['tensors'])]
+        return out
+
+def concat_recording(forward_fn, # torch-pruning's `forward_fn(model, inputs)`; None: the model called on the inputs
+                     sizes:dict, # Filled by `ConcatSizes`
+                    ):
+    "`forward_fn`, also recording the channels of each concatenation's inputs"
+    def fwd(model, inputs):
+        with ConcatSizes(sizes): return forward_fn(model, inputs) if forward_fn is not None else call_model(model, inputs)
+    return fwd
+
+@patch
+def use_concat_sizes(self:ClosureGraph, sizes:dict):
+    "Give the graph's concatenations the sizes recorded while tracing, and map indices again"
+    cats = [n for n in self.module2node.values() if n.type == tp.ops.OPTYPE.CONCAT and n.grad_fn in sizes]
+    for n in cats: n.module.concat_sizes = list(sizes[n.grad_fn])
+    if cats: update_index_mapping(self)
+    return self
+
+@patch
+def build_dependency(self:ClosureGraph, model:nn.Module, example_inputs, forward_fn=None, **kwargs):
+    "torch-pruning's graph of `model`, with the concatenation sizes recorded while tracing"
+    sizes = {}
+    super(ClosureGraph, self).build_dependency(model, example_inputs, forward_fn=concat_recording(forward_fn, sizes), **kwargs)
+    return self.use_concat_sizes(sizes)
