@@ -273,7 +273,9 @@ def _check_pruned(self:Pruner) -> Breakage|None:
         at = f" in '{names[where.module]}' ({type(where.module).__name__})" if names.get(where.module) else ''
         return Breakage(f"the pruned model fails{at} on the example inputs: {type(where.error).__name__}: {where.error}",
                         layers or [where.module] if where.module is not None else [], () if where.last is None else (where.last,), where.module)
-    if where.shapes[:1] != self.output_shapes[:1]:   # the main output only: caches and hidden states may narrow with the model
+    # the main output only (caches and hidden states may narrow with the model), past its first dim: the batch, which
+    # pruning cannot change, or a count that depends on the values (a detector's boxes above its score threshold)
+    if [s[1:] for s in where.shapes[:1]] != [s[1:] for s in self.output_shapes[:1]]:
         return Breakage(f"the output shape changed from {self.output_shapes[:1]} to {where.shapes[:1]}", [])
     return None
 

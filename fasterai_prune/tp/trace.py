@@ -382,12 +382,12 @@ def group_of(self:ClosureGraph, deps:list, idxs:list) -> Group:
 _CATS = (torch.cat, torch.concat, torch.concatenate)
 
 class ConcatSizes(TorchFunctionMode):
-    "While tracing, record `{autograd node: channels of each input}` for every concatenation along channels (dim 1 of a 2-, 4- or 5-D tensor)"
+    "While tracing, record `{autograd node: channels of each input}` for every concatenation along channels (dim 1 of a 4- or 5-D tensor)"
     def __init__(self, sizes:dict): super().__init__(); self.sizes = sizes
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func in _CATS and isinstance(out, torch.Tensor) and out.grad_fn is not None and out.dim() in (2, 4, 5):
+        if func in _CATS and isinstance(out, torch.Tensor) and out.grad_fn is not None and out.dim() in (4, 5):
             dim = args[1] if len(args) > 1 else kwargs.get('dim', kwargs.get('axis', 0))
             if dim % out.dim() == 1: self.sizes[out.grad_fn] = [t.shape[1] for t in (args[0] if args else kwargs['tensors'])]
         return out
