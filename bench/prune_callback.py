@@ -12,7 +12,7 @@ Diagnostic variants of ours (issue 12), by options or a subclass, the library un
   start0      agp from the first step (start_pct=0), as fasterai 0.4.1 effectively runs it (it ignores start_pct)
   end80       agp reaching the ratio at 80% of training, leaving the last 20% to recover
   every       min_interval=0: a prune at every step the schedule moves
-  mi8         min_interval=8: half as many prunes (the time share of a short fit)
+  miN         min_interval=N (e.g. mi8): fewer prunes (the time share of a short fit)
   recal       restart_bn=0, BatchNorm running statistics re-estimated on the current batch after every prune
   final_recal restart_bn=0, BatchNorm statistics re-estimated on 8 training batches after fit (is the end-of-fit BN state stale?)
 fasterai 0.4.1 is imported from /work/.anchors (pip install --no-deps --target /work/.anchors fasterai==0.4.1).
@@ -60,7 +60,7 @@ def ours_callback(variant, ratio):
             n = len(self.history); super().after_step()
             if len(self.history) > n: recalibrate_bn(self.model, [self.xb[0]]); self.model.train()
     sched = {'start0': agp.with_window(start_pct=0.), 'end80': agp.with_window(end_pct=0.8)}.get(variant, agp)
-    kw = {'every': dict(min_interval=0.), 'mi8': dict(min_interval=8.), 'nobn': dict(restart_bn=0), 'final_recal': dict(restart_bn=0),
+    kw = {'every': dict(min_interval=0.), 'nobn': dict(restart_bn=0), 'final_recal': dict(restart_bn=0),
           'recal': dict(restart_bn=0)}.get(variant, {})
     if re.fullmatch(r'mi\d+', variant): kw = dict(min_interval=float(variant[2:]))
     cls = {'recal': RecalPruneCallback}.get(variant, PruneCallback)

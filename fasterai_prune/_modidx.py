@@ -65,6 +65,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                           'fasterai_prune/core/batchnorm.py'),
                                                'fasterai_prune.core.batchnorm.BatchNormRestart.before_batch': ( 'core.batchnorm.html#batchnormrestart.before_batch',
                                                                                                                 'fasterai_prune/core/batchnorm.py'),
+                                               'fasterai_prune.core.batchnorm.BatchNormRestart.cancel': ( 'core.batchnorm.html#batchnormrestart.cancel',
+                                                                                                          'fasterai_prune/core/batchnorm.py'),
                                                'fasterai_prune.core.batchnorm.BatchNormRestart.restart': ( 'core.batchnorm.html#batchnormrestart.restart',
                                                                                                            'fasterai_prune/core/batchnorm.py'),
                                                'fasterai_prune.core.batchnorm.BatchNormRestart.restart_next': ( 'core.batchnorm.html#batchnormrestart.restart_next',

@@ -69,6 +69,10 @@ class BatchNormRestart:
         "A training batch is about to run: do the restart asked by `restart_next`"
         if self.pending is not None: self.restart(self.pending)
 
+    def cancel(self):
+        "Drop the restart asked by `restart_next` (the statistics were re-estimated otherwise, or training is over)"
+        self.pending = None
+
     def step(self):
         "One more training batch went through the model"
         if not self.momenta: return

@@ -168,7 +168,7 @@ def before_validate(self:PruneCallback):
         recalibrate_batchnorm(self.model, self.dls.train, self.recalibrate_bn, n_inputs(self.dls))
     elif self.active and self.bn_restart is not None and self.bn_restart.pending is not None and self.epoch == self.n_epoch - 1:
         # pruned at the last batch of fit: the model leaves with statistics re-estimated (earlier epochs restart at the next batch)
-        self.bn_restart.pending = None
+        self.bn_restart.cancel()
         recalibrate_batchnorm(self.model, self.dls.train, min(self.bn_restart.steps, 4), n_inputs(self.dls))
     self.pruned_this_epoch = False
 
@@ -198,7 +198,7 @@ def _close(self:PruneCallback):
     "Drop the pruner: the schedule is over"
     rec = pruning_tracker(model_of(self.learn)).record
     if rec is not None: rec.pop('stage', None)
-    if self.bn_restart is not None: self.bn_restart.pending = None
+    if self.bn_restart is not None: self.bn_restart.cancel()
     self.pruner = self.scheduled = None
     self.done = True
 
