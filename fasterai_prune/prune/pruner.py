@@ -238,7 +238,7 @@ def _remap_state(self:Pruner, moved):
         if mv.name != 'weight' or mv.module not in self.layer_state: continue
         st = self.layer_state[mv.module]
         for k, v in list(st.items()):
-            if isinstance(v, torch.Tensor) and v.shape == mv.old_shape: st[k] = torch.take(v, mv.kept.to(v.device))
+            if isinstance(v, torch.Tensor) and v.shape == mv.old_shape: st[k] = mv.take(v)
             elif k == 'act_norm': del st[k]   # input features changed: needs calibrating again
 
 @patch

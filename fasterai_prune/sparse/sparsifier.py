@@ -454,7 +454,7 @@ def finalize(self:Sparsifier) -> nn.Module:
 def follow_prune(self:Sparsifier, moved:list, # `Moved` records of the parameters a structured prune replaced
                 ):
     "Cut masks, reference weights and the rewind point to the channels a structured prune kept"
-    take = lambda v, mv: torch.take(v, mv.kept.to(v.device))
+    take = lambda v, mv: mv.take(v)
     for mv in moved:
         if mv.name != 'weight' or mv.module not in self.state: continue
         m = mv.module

@@ -88,7 +88,9 @@ def replace_param(module:nn.Module, name:str, # The parameter `module.name`
     "Replace parameter `name` of `module` by its slice at `keep` along `dim`"
     p = getattr(module, name)
     if p is None: return
-    new = nn.Parameter(torch.index_select(p.data, dim, keep.to(p.device)), requires_grad=p.requires_grad)
+    keep = keep.to(p.device)
+    new = nn.Parameter(torch.index_select(p.data, dim, keep), requires_grad=p.requires_grad)
+    if p.grad is not None: new.grad = torch.index_select(p.grad, dim, keep)   # as torch-pruning's own pruners do: tracking rides on it
     setattr(module, name, new)
 
 def prune_linear_outputs(linear:nn.Linear, # The layer to cut

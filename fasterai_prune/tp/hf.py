@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch_pruning as tp
 from fastcore.basics import patch
 from ..core.granularity import Granularities
-from .adapters import Adapter
+from .adapters import Adapter, keep_indices, replace_param
 
 # %% auto #0
 __all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'conv1d_type', 'Conv1DPruner', 'HFAttention',
@@ -35,37 +35,20 @@ def conv1d_type() -> type|None:
     return importlib.import_module('transformers.pytorch_utils').Conv1D if transformers_module() else None
 
 # %% ../../nbs/15_tp.hf.ipynb #6dd7ec68
-def _keep(n:int, # Channels before
-          idxs, # Channels removed
-         ) -> torch.Tensor:
-    "Indices of `range(n)` not in `idxs`"
-    drop = set(int(i) for i in idxs)
-    return torch.tensor([i for i in range(n) if i not in drop], dtype=torch.long)
-
-def _slice_param(module:nn.Module, # Owner of the parameter
-                 name:str, # Parameter name
-                 keep:torch.Tensor, # Indices kept
-                 dim:int, # Dim they index
-                ):
-    "Replace parameter `name` of `module` by its slice at `keep` along `dim`"
-    p = getattr(module, name, None)
-    if p is None: return
-    setattr(module, name, nn.Parameter(torch.index_select(p.data, dim, keep.to(p.device)), requires_grad=p.requires_grad))
-
 class Conv1DPruner(tp.pruner.function.BasePruningFunc):
     "torch-pruning pruner of transformers' `Conv1D`: a linear layer whose weight is `[in, out]`"
     def prune_out_channels(self, layer:nn.Module, # A `Conv1D`
                            idxs:list, # Output channels to remove
                           ) -> nn.Module:
-        keep = _keep(layer.weight.shape[1], idxs)
-        _slice_param(layer, 'weight', keep, 1); _slice_param(layer, 'bias', keep, 0)
+        keep = keep_indices(layer.weight.shape[1], idxs)
+        replace_param(layer, 'weight', keep, 1); replace_param(layer, 'bias', keep, 0)
         layer.nf = len(keep)
         return layer
     def prune_in_channels(self, layer:nn.Module, # A `Conv1D`
                           idxs:list, # Input channels to remove
                          ) -> nn.Module:
-        keep = _keep(layer.weight.shape[0], idxs)
-        _slice_param(layer, 'weight', keep, 0)
+        keep = keep_indices(layer.weight.shape[0], idxs)
+        replace_param(layer, 'weight', keep, 0)
         layer.nx = len(keep)
         return layer
     def get_out_channels(self, layer:nn.Module) -> int: return layer.weight.shape[1]

@@ -22,10 +22,11 @@ from ..core.granularity import CONV_TYPES
 from ..core.measure import eval_mode, call_model
 
 # %% auto #0
-__all__ = ['default_example_inputs', 'Traced', 'Outputs', 'find_outputs', 'find_output_layers', 'find_layers_feeding',
-           'failing_node', 'describe_trace_failure', 'BlockCall', 'recording_forward', 'block_of', 'FailingLayer',
-           'LayerError', 'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs', 'StageTimeout', 'time_limit',
-           'mapped', 'first_per_channel', 'ClosureGraph', 'ConcatSizes', 'concat_recording']
+__all__ = ['default_example_inputs', 'Traced', 'graph_only', 'Outputs', 'find_outputs', 'find_output_layers',
+           'find_layers_feeding', 'failing_node', 'describe_trace_failure', 'BlockCall', 'recording_forward',
+           'block_of', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs',
+           'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph', 'ConcatSizes',
+           'concat_recording']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -77,6 +78,13 @@ class Traced(NamedTuple):
     fed: dict # `{consumer layer: autograd nodes of its inputs}`
     shapes: list # Shapes of the output tensors
 
+def _drop(t:torch.Tensor): return None
+def _no_backward(_): raise RuntimeError("this graph was recorded under `graph_only`: it keeps no tensor for a backward pass")
+
+def graph_only():
+    "Context manager: autograd records its graph but keeps no tensor for a backward pass (a trace walks the graph only, and saves the memory)"
+    return torch.autograd.graph.saved_tensors_hooks(_drop, _no_backward)
+
 def _trace_producers(model:nn.Module, example_inputs, layer_types:tuple, consumer_types:tuple=()) -> Traced:
     "One forward pass: which layer made each autograd node, the output nodes, and the input nodes of each consumer layer"
     made_by, fed = {}, {}
@@ -89,7 +97,7 @@ def _trace_producers(model:nn.Module, example_inputs, layer_types:tuple, consume
     flags = {p: p.requires_grad for p in model.parameters()}
     try:
         for p in model.parameters(): p.requires_grad_(True)
-        with eval_mode(model), torch.enable_grad(): out = call_model(model, example_inputs)
+        with eval_mode(model), torch.enable_grad(), graph_only(): out = call_model(model, example_inputs)
     finally:
         for h in hs: h.remove()
         for p, f in flags.items(): p.requires_grad_(f)
@@ -230,7 +238,7 @@ def module_raising(model:nn.Module, # Model to run (in eval mode)
         if isinstance(m, (*CONV_TYPES, nn.Linear)): done[:] = [m]
     hs = [m.register_forward_pre_hook(enter) for m in model.modules()] + [m.register_forward_hook(leave) for m in model.modules()]
     try:
-        with eval_mode(model): out = call_model(model, inputs)
+        with eval_mode(model), torch.no_grad(): out = call_model(model, inputs)
         return RaisedIn(None, None, [tuple(t.shape) for t in _tensors(out)])
     except Exception as e: return RaisedIn(stack[-1] if stack else None, e, [], done[0] if done else None)
     finally:
@@ -397,7 +405,7 @@ def concat_recording(forward_fn, # torch-pruning's `forward_fn(model, inputs)`; 
                     ):
     "`forward_fn`, also recording the channels of each concatenation's inputs"
     def fwd(model, inputs):
-        with ConcatSizes(sizes): return forward_fn(model, inputs) if forward_fn is not None else call_model(model, inputs)
+        with ConcatSizes(sizes), graph_only(): return forward_fn(model, inputs) if forward_fn is not None else call_model(model, inputs)
     return fwd
 
 @patch

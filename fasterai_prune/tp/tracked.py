@@ -4,30 +4,44 @@
 
 # %% ../../nbs/17_tp.tracked.ipynb #294c16a2
 from __future__ import annotations
-from typing import NamedTuple
+import math
+from dataclasses import dataclass
+from functools import cached_property
 import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['Moved', 'index_dtype', 'tracked_prune', 'remap_optimizer', 'chain_moves']
+__all__ = ['Moved', 'index_dtype', 'slices_grads', 'tracked_prune', 'remap_optimizer', 'chain_moves']
 
 # %% ../../nbs/17_tp.tracked.ipynb #0dd233ec
-class Moved(NamedTuple):
+@dataclass(eq=False)
+class Moved:
     "A parameter replaced by pruning"
     module: nn.Module # Module owning the parameter
     name: str # Attribute name of the parameter in `module`
     old: nn.Parameter # The parameter before pruning
     new: nn.Parameter # The parameter after pruning
-    kept: torch.Tensor # Flat indices into `old` of the elements of `new`, shaped like `new`
+    positions: torch.Tensor # Where the elements of `new` were in `old`: flat indices (exact in a float dtype), or filter codes (see `per_code`)
     old_shape: torch.Size # Shape of `old`
+    per_code: int = 1 # Elements one code stands for: a conv weight's codes number its (output, input) channel pairs, the kernel follows
+
+    @cached_property
+    def kept(self) -> torch.Tensor:
+        "Flat indices into `old` of the elements of `new`, shaped like `new` (computed when first asked)"
+        if self.per_code == 1: return self.positions.long()
+        return self.positions.long() * self.per_code + torch.arange(self.per_code, device=self.positions.device).view(self.old_shape[2:])
+
+    def take(self, t:torch.Tensor) -> torch.Tensor:
+        "The elements of `t` (shaped like `old`) that `new` kept, shaped like `new`"
+        return torch.take(t, self.kept.to(t.device))
 
 def _touched_params(group) -> list:
-    "Parameters of the modules a group prunes"
+    "Parameters of the modules a group prunes, each with whether the function pruning it slices gradients too"
     ps = []
     for dep, _ in group:
-        t = dep.target.module
-        if isinstance(t, nn.Parameter): ps.append(t)
-        elif isinstance(t, nn.Module): ps.extend(p for m in t.modules() for p in m._parameters.values() if p is not None)
+        t, sliced = dep.target.module, slices_grads(dep.handler)
+        if isinstance(t, nn.Parameter): ps.append((t, sliced))
+        elif isinstance(t, nn.Module): ps.extend((p, sliced) for m in t.modules() for p in m._parameters.values() if p is not None)
     return ps
 
 def _owners(model:nn.Module) -> dict:
@@ -42,40 +56,62 @@ def index_dtype(numel:int) -> torch.dtype:
     "The float type that holds every index below `numel` exactly: float32 up to 2**24, else float64 (half the bytes to move for most layers)"
     return torch.float32 if numel <= 2 ** 24 else torch.float64
 
+def slices_grads(handler) -> bool:
+    "True if torch-pruning function `handler` slices a parameter's gradient with it: torch-pruning's own pruners and this package's do"
+    return type(getattr(handler, '__self__', None)).__module__.split('.')[0] in ('torch_pruning', 'fasterai_prune')
+
+# %% ../../nbs/17_tp.tracked.ipynb #a1c0de02
+def _codes(p:nn.Parameter, per_code:int) -> torch.Tensor:
+    "Codes of the elements of `p`, in its dtype: flat indices, or for a conv weight (`per_code` > 1) the numbers of its channel pairs, expanded over the kernel"
+    if per_code == 1: return torch.arange(p.numel(), dtype=p.dtype, device=p.device).view(p.shape)
+    pairs = torch.arange(p.shape[0] * p.shape[1], dtype=p.dtype, device=p.device)
+    return pairs.view(*p.shape[:2], *[1] * (p.dim() - 2)).expand(p.shape)
+
+def _exact(dtype:torch.dtype, n:int) -> bool: return (dtype == torch.float32 and n <= 2 ** 24) or (dtype == torch.float64 and n <= 2 ** 53)
+
 def tracked_prune(model:nn.Module, groups) -> list:
     "Prune each torch-pruning group of `groups`; return a `Moved` for every parameter that was replaced (a shared weight stays shared)"
-    owners, saved = _owners(model), {}   # saved: id(parameter) -> (real data, real grad) of a parameter whose data now holds indices
+    owners, saved = _owners(model), {}   # saved: id(parameter) -> (real data, real grad, where the codes are, elements per code)
+    conv_weights = {id(getattr(m, 'weight', None)) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)}
     try:
         for group in groups:
-            for p in _touched_params(group):
-                # a parameter made by an earlier group of this step already holds indices (its id is new): leave it
+            for p, sliced in _touched_params(group):
+                # a parameter made by an earlier group of this step already holds codes (its id is new): leave it
                 if id(p) not in owners or id(p) in saved: continue
-                saved[id(p)] = (p.data, p.grad)
-                p.grad = None
-                p.data = torch.arange(p.numel(), dtype=index_dtype(p.numel()), device=p.device).view(p.shape)
+                per_code = math.prod(p.shape[2:]) if id(p) in conv_weights and p.dim() > 2 else 1
+                if sliced and _exact(p.dtype, p.numel() // per_code):   # the codes ride in the gradient: torch-pruning cuts the data once
+                    saved[id(p)] = (p.data, p.grad, 'grad', per_code); p.grad = _codes(p, per_code)
+                else:   # a function that may drop gradients: the codes take the data's place, the data is gathered after
+                    saved[id(p)] = (p.data, p.grad, 'data', 1); p.grad = None
+                    p.data = torch.arange(p.numel(), dtype=index_dtype(p.numel()), device=p.device).view(p.shape)
             group.prune()
     finally:
-        moved, split = [], []
-        for pid, (data, grad) in saved.items():
+        moved, split, lost = [], [], []
+        for pid, (data, grad, slot, per_code) in saved.items():
             old, places = owners[pid]
             news = [m._parameters.get(n) for m, n in places]
             new = next((q for q in news if q is not None and q is not old), None)
             if new is None: old.data, old.grad = data, grad; continue
-            kept = new.data.long()
+            codes_of = lambda q: q.grad if slot == 'grad' else q.data
+            pos = codes_of(new)
+            if pos is None or pos.shape != new.shape or (per_code > 1 and new.shape[2:] != data.shape[2:]):
+                lost.append(f"{type(places[0][0]).__name__}.{places[0][1]}"); new.grad = None; continue
             split += [f"{type(m).__name__}.{n}" for (m, n), q in zip(places, news) if q is not old and q is not new
-                      and (q is None or not torch.equal(q.data.long(), kept))]
-            new.data = torch.take(data, kept)   # gathers into a fresh tensor shaped like `kept` (not a view)
-            new.grad = None if grad is None else torch.take(grad, kept)
+                      and (q is None or not torch.equal(codes_of(q), pos))]
+            mv = Moved(*places[0], old, new, pos, data.shape, per_code)
+            if slot == 'data': new.data = mv.take(data)   # a fresh tensor shaped like `new` (not a view)
+            new.grad = None if grad is None else mv.take(grad)
             new.requires_grad_(old.requires_grad)
             for m, n in places: setattr(m, n, new)   # every owner of a shared weight gets the one new parameter
-            moved.append(Moved(*places[0], old, new, kept, data.shape))
+            moved.append(mv)
+    if lost: raise RuntimeError(f"the pruning functions of {lost} did not cut the gradients with the weights: which elements survived is unknown")
     if split: raise RuntimeError(f"a weight shared by several layers was pruned differently in {split}: it cannot stay shared")
     return moved
 
 # %% ../../nbs/17_tp.tracked.ipynb #8d8b2f86
 def _slice_state(state:dict, mv:Moved) -> dict:
     "State of a moved parameter, with tensors shaped like it cut to the kept elements"
-    return {k: (torch.take(v, mv.kept.to(v.device)) if isinstance(v, torch.Tensor) and v.shape == mv.old_shape else v)
+    return {k: (mv.take(v) if isinstance(v, torch.Tensor) and v.shape == mv.old_shape else v)
             for k, v in state.items()}
 
 def remap_optimizer(opt, moved:list):
