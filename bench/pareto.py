@@ -1,10 +1,12 @@
 """Accuracy against MACs kept: fasterai_prune's PruneCallback vs fasterai 0.4.1, agp global, on digits and mnist1d.
 
 Run: python bench/pareto.py [--tasks digits mnist1d] [--epochs 4] [--seeds 0 1 2] [--quick]
-Neither library has a MACs target yet (issue 12's `target='macs'`), so each is run at a sweep of channel ratios, the
-MACs kept by every run are measured (torch-pruning's counter, one input), and each seed's accuracy is interpolated
-linearly in log(MACs kept) at the budgets 50, 25, 10 and 5% of the dense MACs; the table gives the mean over seeds
-[and the min]. Both libraries run in this process, with the same model, data, seed, optimizer and epochs
+`macs` is fasterai_prune run at each budget directly: `PruneCallback(100 - budget, target='macs')`, so that MACs
+kept follow the schedule down to 50, 25, 10 and 5% of the dense MACs; its accuracy is measured, with the MACs kept.
+fasterai 0.4.1 has no MACs target: it is run at a sweep of channel ratios, the MACs kept by every run are measured
+(torch-pruning's counter, one input), and each seed's accuracy is interpolated linearly in log(MACs kept) at the
+budgets. `ours` is fasterai_prune by the same channel-ratio sweep, for comparison. The table gives the mean over
+seeds [and the min]. Both libraries run in this process, with the same model, data, seed, optimizer and epochs
 (Adam, fit_one_cycle). Plots: docs/pareto_<task>.png. `--quick`: one seed, four ratios, digits only.
 Tasks:
   digits   sklearn digits 16×16, `fasterai_prune.data.digits_cnn(32)`, 4 epochs
@@ -68,6 +70,11 @@ TASKS = {  # data, model, example input, epochs, lr, channel-ratio sweeps (ours,
 }
 
 def callback(lib:str, ratio:float, x1:tuple):
+    if lib == 'macs':   # a budget: `ratio` is the percent of the MACs to remove
+        from fasterai_prune.prune.prune_callback import PruneCallback
+        from fasterai_prune.core.schedule import agp
+        from fasterai_prune.core.criteria import large_final
+        return PruneCallback(ratio, 'global', large_final, agp, target='macs')
     if lib in ('ours', 'nobn'):   # nobn: without the BatchNorm restart after each prune (`restart_bn=0`), as before issue 12
         from fasterai_prune.prune.prune_callback import PruneCallback
         from fasterai_prune.core.schedule import agp
@@ -113,16 +120,21 @@ def sweep(task:str, lib:str, ratios:list, seeds:list, epochs:int) -> dict:
 def plot(task:str, results:dict, dense:float, path:Path):
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for lib, label in (('ours', 'fasterai_prune'), ('old', 'fasterai 0.4.1'), ('nobn', 'fasterai_prune, restart_bn=0')):
+    for lib, label in (('macs', "fasterai_prune, target='macs'"), ('ours', 'fasterai_prune, ratio sweep'), ('old', 'fasterai 0.4.1'),
+                       ('nobn', 'fasterai_prune, restart_bn=0')):
         if lib not in results: continue
         runs = [r for rs in results[lib].values() for r in rs]
         ax.scatter([r['macs'] for r in runs], [r['acc'] for r in runs], s=10, alpha=0.4)
+        if lib == 'macs':
+            xs = [np.mean([r['macs'] for r in runs if r['ratio'] == 100 - b]) for b in BUDGETS]
+            ax.plot(xs, [np.mean([r['acc'] for r in runs if r['ratio'] == 100 - b]) for b in BUDGETS], 'o-', label=f"{label} (mean over seeds, measured)")
+            continue
         ys = [np.nanmean([interp(rs, b) for rs in results[lib].values()]) for b in BUDGETS]
         ax.plot(BUDGETS, ys, 'o-', label=f"{label} (mean over seeds, interpolated)")
     ax.axhline(dense, ls='--', c='gray', label=f'dense {dense:.3f}')
     ax.set_xscale('log'); ax.set_xlabel('MACs kept (%)'); ax.set_ylabel('accuracy'); ax.invert_xaxis()
     ax.set_title(f"{task}: PruneCallback agp global, {len(next(iter(results.values())))} seeds"); ax.legend(fontsize=8)
-    path = path.with_name(path.stem + ('_' + '_'.join(results) if set(results) - {'ours', 'old'} else '') + path.suffix)
+    path = path.with_name(path.stem + ('_' + '_'.join(results) if set(results) - {'macs', 'ours', 'old'} else '') + path.suffix)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig); print(f"plot: {path}")
 
 def main():
@@ -130,8 +142,9 @@ def main():
     ap.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); ap.add_argument('--epochs', type=int, default=None)
     ap.add_argument('--quick', action='store_true'); ap.add_argument('--no-plot', action='store_true')
-    ap.add_argument('--libs', nargs='+', default=['ours', 'old'], choices=['ours', 'old', 'nobn'],
-                    help="ours, old (fasterai 0.4.1), nobn (ours without the BatchNorm restart after each prune: restart_bn=0)")
+    ap.add_argument('--libs', nargs='+', default=['macs', 'ours', 'old'], choices=['macs', 'ours', 'old', 'nobn'],
+                    help="macs (ours, target='macs' at each budget), ours (channel-ratio sweep), old (fasterai 0.4.1), "
+                         "nobn (ours without the BatchNorm restart after each prune: restart_bn=0)")
     ap.add_argument('--threads', type=int, default=1, help='torch threads (1: least hurt by a shared, oversubscribed CPU)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -149,26 +162,32 @@ def main():
         print(f"  dense accuracy: {np.mean(dense):.4f} ({' '.join(f'{a:.4f}' for a in dense)})", flush=True)
         results = {}
         for lib in list(libs):
-            ratios = t['ours' if lib == 'nobn' else lib]
-            if args.quick: ratios = ratios[::2]
+            ratios = [100 - b for b in BUDGETS] if lib == 'macs' else t['ours' if lib == 'nobn' else lib]
+            if args.quick and lib != 'macs': ratios = ratios[::2]
             try: results[lib] = sweep(task, lib, ratios, args.seeds, epochs)
             except Exception as e:   # fasterai 0.4.1 has no Conv1d support, for one
                 print(f"  {lib} fails on {task}: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}", flush=True)
         libs_ok = [l for l in libs if l in results]
-        names = {'ours': 'fasterai_prune', 'old': 'fasterai 0.4.1', 'nobn': 'fasterai_prune, restart_bn=0'}
+        names = {'macs': "fasterai_prune target='macs' (MACs kept)", 'ours': 'fasterai_prune, ratio sweep', 'old': 'fasterai 0.4.1',
+                 'nobn': 'fasterai_prune, restart_bn=0'}
         lines = [f"\n### {task} ({epochs} epochs, seeds {args.seeds}; dense {np.mean(dense):.4f}): accuracy at MACs kept, mean [min] over seeds",
                  "| MACs kept | " + " | ".join(names[l] for l in libs_ok) + " |", "|---:|" + "---:|" * len(libs_ok)]
         for b in BUDGETS:
             cell = {}
             for lib in libs_ok:
-                v = [interp(rs, b) for rs in results[lib].values()]
-                cell[lib] = (np.mean(v), np.min(v)) if not any(math.isnan(x) for x in v) else (float('nan'), float('nan'))
-            fmt = lambda lib: f"{cell[lib][0]:.4f} [{cell[lib][1]:.4f}]" if lib in cell and not math.isnan(cell[lib][0]) else 'out of sweep'
+                if lib == 'macs':   # measured at the budget itself
+                    runs = [r for rs in results[lib].values() for r in rs if r['ratio'] == 100 - b]
+                    v, kept = [r['acc'] for r in runs], np.mean([r['macs'] for r in runs])
+                else: v, kept = [interp(rs, b) for rs in results[lib].values()], None
+                cell[lib] = (np.mean(v), np.min(v), kept) if not any(math.isnan(x) for x in v) else (float('nan'), float('nan'), None)
+            def fmt(lib):
+                if lib not in cell or math.isnan(cell[lib][0]): return 'out of sweep'
+                return f"{cell[lib][0]:.4f} [{cell[lib][1]:.4f}]" + (f" ({cell[lib][2]:.2f}%)" if cell[lib][2] is not None else '')
             lines.append(f"| {b}% | " + " | ".join(fmt(l) for l in libs_ok) + " |")
         print('\n'.join(lines), flush=True); tables += lines
         if not args.no_plot:
             plot(task, results, float(np.mean(dense)), ROOT/'docs'/f'pareto_{task}.png')
     print('\n'.join(tables))
-    print("anchor: at every budget, fasterai_prune's mean accuracy >= fasterai 0.4.1's")
+    print("anchor: at every budget, fasterai_prune's mean accuracy (target='macs') >= fasterai 0.4.1's")
 
 if __name__ == '__main__': main()

@@ -954,6 +954,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                           'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner.target_keep': ( 'tp.planner.html#dependencypruner.target_keep',
                                                                                                        'fasterai_prune/tp/planner.py'),
+                                           'fasterai_prune.tp.planner.DependencyPruner.uniform_share': ( 'tp.planner.html#dependencypruner.uniform_share',
+                                                                                                         'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.GroupInfo': ( 'tp.planner.html#groupinfo',
                                                                                     'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner._LiveTarget': ( 'tp.planner.html#_livetarget',

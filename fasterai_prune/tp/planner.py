@@ -47,7 +47,7 @@ class DependencyPruner(tp.pruner.BasePruner):
                  layer_ratios:dict|None=None, # `{module: fraction}` overriding `pruning_ratio` (local only)
                  global_pruning:bool=False, # Rank channels across layers
                  min_channels:int=1, # Channels every group keeps in a global prune
-                 min_share:float=0.5, # In a global prune, no group keeps less than this share of the average share kept
+                 min_share:float=0.5, # In a global prune, no group keeps less than this share of the average share kept (for a budget: of the share a uniform prune meeting it keeps)
                  ignored_layers:list|None=None, # Layers whose output channels are kept
                  root_module_types:tuple=(nn.modules.conv._ConvNd, nn.Linear, nn.LSTM),
                  time_limits:dict|None=None, # `{'tracing': s, 'pruning': s}`; default `TIME_LIMITS`
@@ -303,18 +303,24 @@ def lowest_share(self:DependencyPruner) -> float:
     return kept_share(self.costs, self._group_members(), self._local_removed(1.), self.target)
 
 @patch
-def local_shares(self:DependencyPruner, progress:float) -> list:
-    "Fraction of its channels each group loses at `progress`: its own ratio, or one share that meets the budget"
-    if self.target == 'channels': return [progress * g.ratio for g in self.groups]
-    keep, members = max(1 - progress * self.ratio - self.keep_offset, 0.), self._group_members()
-    lo, hi = 0., 1.   # kept at lo > keep >= kept at hi
-    if kept_share(self.costs, members, self._local_removed(0.), self.target) <= keep: return [0.] * len(self.groups)
+def uniform_share(self:DependencyPruner, keep:float, # Share of the budget quantity to keep
+                 ) -> float:
+    "The one share of channels that, removed from every group, keeps `keep` of the budget quantity (bisection on the cost model)"
+    members, lo, hi = self._group_members(), 0., 1.   # kept at lo > keep >= kept at hi
+    if kept_share(self.costs, members, self._local_removed(0.), self.target) <= keep: return 0.
     for _ in range(30):
         mid = (lo + hi) / 2
         if kept_share(self.costs, members, self._local_removed(mid), self.target) <= keep: hi = mid
         else: lo = mid
-    self.last_share = max(self.last_share, hi)   # a measured budget may take more than the first plan
-    return [hi] * len(self.groups)
+    return hi
+
+@patch
+def local_shares(self:DependencyPruner, progress:float) -> list:
+    "Fraction of its channels each group loses at `progress`: its own ratio, or one share that meets the budget"
+    if self.target == 'channels': return [progress * g.ratio for g in self.groups]
+    share = self.uniform_share(max(1 - progress * self.ratio - self.keep_offset, 0.))
+    self.last_share = max(self.last_share, share)   # a measured budget may take more than the first plan
+    return [share] * len(self.groups)
 
 @patch
 def shares_applied(self:DependencyPruner, progress:float) -> list:
@@ -332,9 +338,12 @@ def _allocate_budget(self:DependencyPruner, recs:list, progress:float) -> list:
     base = [n0 - n for _, _, n0, n, _ in recs] + [g.channels - (self.channels(g.root, g.handler) or g.channels) for g in rest]
     cost = torch.tensor([channel_cost(self.costs, m, q) for m in groups[:len(recs)]]).clamp(min=1e-12)
     cost = cost / cost.mean()
-    cands, owners = [], []
+    # no group keeps less than `min_share` of what a uniform prune meeting the budget keeps: ranked per unit of cost
+    # alone, the costly high-resolution layers go first, down to one channel, and the network chokes there
+    uniform, cands, owners = self.uniform_share(keep), [], []
     for i, (root, fn, n0, n, imp) in enumerate(recs):
-        k = min(max(n - max(self.min_channels, self.round_to or 1), 0), int(torch.isfinite(imp).sum()))
+        floor = max(self.min_channels, self.round_to or 1, math.ceil(self.min_share * n0 * (1 - uniform)))
+        k = min(max(n - floor, 0), int(torch.isfinite(imp).sum()))
         if k: cands.append(imp.sort().values[:k] / cost[i]); owners.append(torch.full((k,), i))
     if not cands: return []
     order = torch.cat(owners)[torch.cat(cands).argsort(stable=True)].tolist()
