@@ -13,7 +13,7 @@ from .ratio import check_choice
 
 # %% auto #0
 __all__ = ['TARGETS', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'layer_latency', 'measure_latency',
-           'channel_block', 'Member', 'kept_share', 'channel_cost', 'removals_for_budget']
+           'channel_block', 'Member', 'kept_share', 'removals_for_budget', 'budget_progress']
 
 # %% ../../nbs/07_core.budget.ipynb #44bc37a7
 TARGETS = ('channels', 'params', 'macs', 'latency')
@@ -129,14 +129,6 @@ def kept_share(costs:dict, # `{layer: LayerCost}`
     return kept / total if total else 1.
 
 # %% ../../nbs/07_core.budget.ipynb #fd5827b8
-def channel_cost(costs:dict, members:list, quantity:str) -> float:
-    "What one channel of a group costs in `quantity`, before any prune"
-    res = 0.
-    for mb in members:
-        c = costs.get(mb.layer)
-        if c is not None: res += getattr(c, quantity) * mb.per_channel / (c.n_in if mb.side == 'in' else c.n_out)
-    return res
-
 def removals_for_budget(costs:dict, groups:list, # Each group a list of `Member`
                         order:list, # Group index of each candidate channel, in the order they may go
                         keep:float, # Share (0–1) of `quantity` to keep
@@ -158,3 +150,13 @@ def removals_for_budget(costs:dict, groups:list, # Each group a list of `Member`
         if share(mid) <= keep: hi = mid
         else: lo = mid
     return counts(hi)
+
+# %% ../../nbs/07_core.budget.ipynb #bd9e0a01
+def budget_progress(progress:float, # Fraction of the way along the schedule, in [0, 1]
+                    ratio:float, # Percent of the budget's quantity removed at the end
+                   ) -> float:
+    "Fraction of the way to the budget at schedule `progress`, with widths kept falling linearly and the quantity as their square"
+    r = ratio / 100
+    if r <= 0: return progress
+    width_gone = 1 - math.sqrt(1 - r)   # share of the widths gone once the quantity has lost `r`
+    return (1 - (1 - progress * width_gone) ** 2) / r

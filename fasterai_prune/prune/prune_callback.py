@@ -11,6 +11,7 @@ import torch.nn as nn
 from ..core.ratio import check_percent, check_int, check_choice
 from ..core.criteria import Criteria, large_final, check_criteria
 from ..core.schedule import Schedule, agp, check_schedule
+from ..core.budget import budget_progress
 from ..core.measure import count_params, count_layer_macs
 from ..core.learner import batch_inputs, n_inputs, model_of, is_wrapped
 from ..core.callback import ScheduledCallback
@@ -44,7 +45,7 @@ class ScheduledPruning:
 
     def target(self, progress:float):
         "Channels to keep at `progress`: per group (local) or in total (global); for a budget, its share kept to a tenth of a point"
-        if self.pruner.target != 'channels': return round(1 - progress * self.pruner.ratio / 100, 3)
+        if self.pruner.target != 'channels': return round(1 - budget_progress(progress, self.pruner.ratio) * self.pruner.ratio / 100, 3)
         if self.pruner.context == 'global': return int(self.initial_channels * (1 - progress * self.pruner.ratio / 100))
         return tuple(int(n0 * (1 - progress * r)) for _, _, n0, r, _ in self.groups)
 
@@ -69,7 +70,7 @@ class ScheduledPruning:
         self.last_target, self.last_pct, self.progress = self.target(own), pct_train, progress
         if self.pruner.criteria.stat in ('fisher', 'act_norm') and batch is not None:
             self.pruner.calibrate([batch], loss_func)
-        return self.pruner.prune_to(own, opt)
+        return self.pruner.prune_to(own if self.pruner.target == 'channels' else budget_progress(own, self.pruner.ratio), opt)
 
     def channels_removed(self) -> float:
         "Percent of the prunable channels removed so far by this pruner, measured on the model"

@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .importance import CriteriaImportance
 from .tracked import tracked_prune, chain_moves
 import warnings
-from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, channel_cost, removals_for_budget
+from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, removals_for_budget
 from .measure import count_ops
 from .trace import time_limit, ClosureGraph, LayerError, concat_recording
 from .registry import default_custom_ops
@@ -330,21 +330,19 @@ def shares_applied(self:DependencyPruner, progress:float) -> list:
 # %% ../../nbs/19_tp.planner.ipynb #44f484cb
 @patch
 def _allocate_budget(self:DependencyPruner, recs:list, progress:float) -> list:
-    "`(root, fn, idxs)` to remove from the plain groups of `recs`, least important per unit of cost first, until the budget is met"
+    "`(root, fn, idxs)` to remove from the plain groups of `recs`, least important first, until the budget is met"
     keep, q = max(1 - progress * self.ratio - self.keep_offset, 0.), self.target
     plain = {r[0] for r in recs}
     rest = [g for g in self.groups if g.root not in plain]
     groups = [self.members.get(r[0], []) for r in recs] + [self.members.get(g.root, []) for g in rest]
     base = [n0 - n for _, _, n0, n, _ in recs] + [g.channels - (self.channels(g.root, g.handler) or g.channels) for g in rest]
-    cost = torch.tensor([channel_cost(self.costs, m, q) for m in groups[:len(recs)]]).clamp(min=1e-12)
-    cost = cost / cost.mean()
-    # no group keeps less than `min_share` of what a uniform prune meeting the budget keeps: ranked per unit of cost
-    # alone, the costly high-resolution layers go first, down to one channel, and the network chokes there
+    # ranked by importance alone, as a channel prune ranks; the cost model only says when the budget is met. No group
+    # keeps less than `min_share` of what a uniform prune meeting the budget keeps, as a channel prune's floor
     uniform, cands, owners = self.uniform_share(keep), [], []
     for i, (root, fn, n0, n, imp) in enumerate(recs):
         floor = max(self.min_channels, self.round_to or 1, math.ceil(self.min_share * n0 * (1 - uniform)))
         k = min(max(n - floor, 0), int(torch.isfinite(imp).sum()))
-        if k: cands.append(imp.sort().values[:k] / cost[i]); owners.append(torch.full((k,), i))
+        if k: cands.append(imp.sort().values[:k]); owners.append(torch.full((k,), i))
     if not cands: return []
     order = torch.cat(owners)[torch.cat(cands).argsort(stable=True)].tolist()
     counts = removals_for_budget(self.costs, groups, order, keep, q, base)
