@@ -355,7 +355,7 @@ def _allocate_budget(self:DependencyPruner, recs:list, progress:float) -> list:
 
 @patch
 def _prune_global_budget(self:DependencyPruner, progress:float) -> list:
-    "The channel-grouped groups at the local share of the budget, then the plain groups by importance per unit of cost"
+    "The channel-grouped groups at the local share of the budget, then the plain groups by importance, until the budget is met"
     moved, grouped = [], [g for g in self.groups if g.grouped]
     if grouped:
         share = self.local_shares(progress)[0]
