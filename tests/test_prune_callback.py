@@ -131,3 +131,19 @@ def test_prune_before_a_mid_fit_validation_keeps_sliced_statistics():
     # epoch 1 (the last): re-estimated on min(restart_bn, 4) = 3 training batches, nothing pending
     assert seen.rows == [(0, 1, False, True), (1, 3, False, False)]
     assert {int(bn.num_batches_tracked) for bn in batchnorms(learn.model)} == {3}
+
+def test_macs_budget_in_fit_follows_the_schedule_and_lands():
+    "target='macs' in `fit`: the MACs kept after each epoch follow the widths-on-schedule curve and end on the budget, and the model still learns"
+    from fasterai_prune.core.budget import budget_progress
+    from fasterai_prune.core.measure import count_macs
+    learn = make_learner(width=32)
+    x = torch.randn(1, 1, 16, 16)
+    macs0 = count_macs(learn.model.eval(), x)[0]
+    cb = PruneCallback(75, 'global', schedule=lin, target='macs', min_interval=0)
+    learn.fit_one_cycle(3, 1e-2, cbs=cb)
+    kept = [round(r['macs_kept'], 1) for r in cb.epoch_log]
+    want = [round(100 * (1 - budget_progress(e / 3, 75) * 0.75), 1) for e in (1, 2, 3)]
+    assert all(abs(k - w) <= 2 for k, w in zip(kept, want)), f"MACs kept after each epoch {kept}, widths on the schedule give {want}"
+    assert abs(100 * count_macs(learn.model.eval(), x)[0] / macs0 - 25) <= 1.5
+    assert min(conv_widths(learn.model)) >= 4, conv_widths(learn.model)
+    assert learn.validate()[1] > 0.9
