@@ -10,8 +10,8 @@ seeds [and the min]. Both libraries run in this process, with the same model, da
 (Adam, fit_one_cycle). Plots: docs/pareto_<task>.png. `--quick`: one seed, four ratios, digits only.
 Tasks:
   digits   sklearn digits 16×16, `fasterai_prune.data.digits_cnn(32)`, 4 epochs
-  mnist1d  the mnist1d data set (4000/1000 signals of length 40, generated locally with `make_dataset`, cached in
-           tmp/mnist1d.npz), a 6-layer 1-D CNN (`mnist1d_cnn(8)`, defined here, 6 epochs) that reaches about 95% dense
+  mnist1d  `fasterai_prune.data.mnist1d_dls` (4000/1000 signals of length 40, generated locally by the `mnist1d`
+           package) and its 6-layer 1-D CNN `mnist1d_cnn(8)`, 6 epochs, about 96% dense
 fasterai 0.4.1 is imported from /work/.anchors (pip install --no-deps --target /work/.anchors fasterai==0.4.1).
 Anchor (issue 12): at every budget, our mean accuracy >= fasterai 0.4.1's.
 """
@@ -21,15 +21,13 @@ import numpy as np
 import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # a shared CPU: no spinning at OpenMP barriers
 import torch, torch.nn as nn
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.metrics import accuracy
 from fastai.callback.progress import ProgressCallback
 import fastai.callback.schedule  # noqa: F401
 from fastai.torch_core import set_seed
-from fasterai_prune.data import digits_dls, digits_cnn, DigitsDataset
+from fasterai_prune.data import digits_dls, digits_cnn, mnist1d_dls, mnist1d_cnn
 from fasterai_prune.core.measure import count_macs
 
 warnings.filterwarnings('ignore')
@@ -38,34 +36,10 @@ if ANCHORS not in sys.path: sys.path.append(ANCHORS)
 BUDGETS = (50, 25, 10, 5)
 ROOT = Path(__file__).resolve().parent.parent
 
-def mnist1d_arrays(cache:Path=ROOT/'tmp'/'mnist1d.npz'):
-    "The default mnist1d data set (generated locally, no download), cached as .npz"
-    if not cache.exists():
-        from mnist1d.data import make_dataset, get_dataset_args
-        d = make_dataset(get_dataset_args()); cache.parent.mkdir(exist_ok=True)
-        np.savez(cache, x=d['x'], y=d['y'], x_test=d['x_test'], y_test=d['y_test'])
-    return np.load(cache)
-
-def mnist1d_dls(bs:int=100, seed:int=0) -> DataLoaders:
-    "fastai DataLoaders over mnist1d: 4000 training and 1000 test signals of 1×40"
-    d = mnist1d_arrays()
-    ds = lambda x, y: DigitsDataset(torch.tensor(x, dtype=torch.float32).unsqueeze(1), torch.tensor(y).long())
-    return DataLoaders(DataLoader(ds(d['x'], d['y']), bs=bs, shuffle=True, drop_last=True, seed=seed),
-                       DataLoader(ds(d['x_test'], d['y_test']), bs=500), device='cpu')
-
-def cbr1d(ni:int, nf:int, k:int=3, stride:int=1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv1d(ni, nf, k, stride, k // 2, bias=False), nn.BatchNorm1d(nf), nn.ReLU())
-
-def mnist1d_cnn(width:int=32) -> nn.Sequential:
-    "A 6-layer 1-D CNN for mnist1d"
-    w = width
-    return nn.Sequential(cbr1d(1, w, 5), cbr1d(w, w), cbr1d(w, 2 * w, 3, 2), cbr1d(2 * w, 2 * w), cbr1d(2 * w, 4 * w, 3, 2),
-                         cbr1d(4 * w, 4 * w), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4 * w, 10))
-
 TASKS = {  # data, model, example input, epochs, lr, channel-ratio sweeps (ours, fasterai 0.4.1) that span ~60%..2% MACs kept
     'digits': dict(dls=lambda seed: digits_dls(seed=seed, device='cpu'), model=lambda: digits_cnn(32), x1=(1, 1, 16, 16),
                    epochs=4, lr=1e-2, ours=[15, 35, 55, 72, 84, 90], old=[15, 35, 55, 72, 84, 90]),
-    'mnist1d': dict(dls=lambda seed: mnist1d_dls(seed=seed), model=lambda: mnist1d_cnn(8), x1=(1, 1, 40),
+    'mnist1d': dict(dls=lambda seed: mnist1d_dls(seed=seed, device='cpu'), model=lambda: mnist1d_cnn(8), x1=(1, 1, 40),
                     epochs=6, lr=1e-2, ours=[15, 35, 55, 72, 84, 90], old=[15, 35, 55, 72, 84, 90]),
 }
 
