@@ -459,6 +459,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                                        'fasterai_prune/prune/prune_callback.py'),
                                                      'fasterai_prune.prune.prune_callback.ScheduledPruning.needs_step': ( 'prune.prune_callback.html#scheduledpruning.needs_step',
                                                                                                                           'fasterai_prune/prune/prune_callback.py'),
+                                                     'fasterai_prune.prune.prune_callback.ScheduledPruning.pruner_progress': ( 'prune.prune_callback.html#scheduledpruning.pruner_progress',
+                                                                                                                               'fasterai_prune/prune/prune_callback.py'),
                                                      'fasterai_prune.prune.prune_callback.ScheduledPruning.remaining_ratio': ( 'prune.prune_callback.html#scheduledpruning.remaining_ratio',
                                                                                                                                'fasterai_prune/prune/prune_callback.py'),
                                                      'fasterai_prune.prune.prune_callback.ScheduledPruning.step': ( 'prune.prune_callback.html#scheduledpruning.step',

@@ -57,7 +57,7 @@ def count_layer_macs(model:nn.Module, example_inputs) -> dict:
         macs[m] = macs.get(m, 0) + out.numel() * per_out + (out.numel() if m.bias is not None else 0)
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*CONV_TYPES, nn.Linear))]
     try:
-        with eval_mode(model), torch.no_grad(): call_model(model, as_plain(example_inputs))
+        with eval_mode(model): call_model(model, as_plain(example_inputs))
     finally:
         for h in hs: h.remove()
     return macs

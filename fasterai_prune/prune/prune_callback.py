@@ -45,9 +45,13 @@ class ScheduledPruning:
 
     def target(self, progress:float):
         "Channels to keep at `progress`: per group (local) or in total (global); for a budget, its share kept to a tenth of a point"
-        if self.pruner.target != 'channels': return round(1 - budget_progress(progress, self.pruner.ratio) * self.pruner.ratio / 100, 3)
+        if self.pruner.target != 'channels': return round(1 - self.pruner_progress(progress) * self.pruner.ratio / 100, 3)
         if self.pruner.context == 'global': return int(self.initial_channels * (1 - progress * self.pruner.ratio / 100))
         return tuple(int(n0 * (1 - progress * r)) for _, _, n0, r, _ in self.groups)
+
+    def pruner_progress(self, progress:float) -> float:
+        "The pruner's progress at schedule `progress`: the same for channels; for a budget, widths on the schedule (`budget_progress`)"
+        return progress if self.pruner.target == 'channels' else budget_progress(progress, self.pruner.ratio)
 
     def needs_step(self, progress:float) -> bool:
         "True if the target at `progress` is new and asks for fewer channels than the model has"
@@ -70,7 +74,7 @@ class ScheduledPruning:
         self.last_target, self.last_pct, self.progress = self.target(own), pct_train, progress
         if self.pruner.criteria.stat in ('fisher', 'act_norm') and batch is not None:
             self.pruner.calibrate([batch], loss_func)
-        return self.pruner.prune_to(own if self.pruner.target == 'channels' else budget_progress(own, self.pruner.ratio), opt)
+        return self.pruner.prune_to(self.pruner_progress(own), opt)
 
     def channels_removed(self) -> float:
         "Percent of the prunable channels removed so far by this pruner, measured on the model"

@@ -454,16 +454,15 @@ def finalize(self:Sparsifier) -> nn.Module:
 def follow_prune(self:Sparsifier, moved:list, # `Moved` records of the parameters a structured prune replaced
                 ):
     "Cut masks, reference weights and the rewind point to the channels a structured prune kept"
-    take = lambda v, mv: mv.take(v)
     for mv in moved:
         if mv.name != 'weight' or mv.module not in self.state: continue
         m = mv.module
-        if m in self.masks: self.masks[m] = take(self.masks[m], mv)
-        self.state[m] = {k: take(v, mv) for k, v in self.state[m].items() if not isinstance(v, torch.Tensor) or v.shape == mv.old_shape}
+        if m in self.masks: self.masks[m] = mv.take(self.masks[m])
+        self.state[m] = {k: mv.take(v) for k, v in self.state[m].items() if not isinstance(v, torch.Tensor) or v.shape == mv.old_shape}
     by_new = {id(mv.new): mv for mv in moved}
     if self.rewind_point:
         for n, p in self.model.named_parameters():
-            if id(p) in by_new and n in self.rewind_point: self.rewind_point[n] = take(self.rewind_point[n], by_new[id(p)])
+            if id(p) in by_new and n in self.rewind_point: self.rewind_point[n] = by_new[id(p)].take(self.rewind_point[n])
     self._extra, self._saved = {}, {}
     self._commit({})   # bias and BatchNorm masks, for the new parameters
 
