@@ -9,6 +9,7 @@ from typing import NamedTuple
 from fastcore.basics import patch
 import torch
 import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
 from ..core.budget import check_target, channel_block
 from ..core.ratio import check_percent, resolve_layer_ratios, module_names, check_int, check_choice, find_layer
 from ..core.criteria import Criteria, large_final, check_criteria, calibrate as calibrate_criteria
@@ -21,14 +22,14 @@ from .io import pruning_record, pruning_record_of, track_pruning
 from ..core.granularity import CONV_TYPES
 from ..tp.planner import DependencyPruner
 from ..tp.importance import CriteriaImportance
-from ..tp.trace import default_example_inputs, find_outputs, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
+from ..tp.trace import default_example_inputs, Outputs, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
 from ..tp.trace import failing_node, recording_forward, block_of
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads
 from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
 
 # %% auto #0
-__all__ = ['Pruner', 'Breakage']
+__all__ = ['Pruner', 'KeptChannels', 'Breakage']
 
 # %% ../../nbs/32_prune.pruner.ipynb #0f9042c1
 def _snapshot_modules(model:nn.Module) -> list:
@@ -68,16 +69,24 @@ def _ratios(model:nn.Module, pruning_ratio, context:str) -> tuple:
         if r >= 100: raise ValueError(f"`pruning_ratio` for layer '{module_names(model)[m]}' is {r:g}: removing every channel is impossible")
     return 0., layer_ratios
 
-def _fitting_inputs(model:nn.Module, learn, example_inputs) -> tuple:
-    "The example inputs (given, from the learner's data, from an adapter, or random) and the output layers found by running them"
+def _do_not_fit(example_inputs, error:BaseException) -> ValueError:
+    "The error for example inputs the model cannot run on"
+    shape = tuple(example_inputs.shape) if isinstance(example_inputs, torch.Tensor) else type(example_inputs).__name__
+    return ValueError(f"`example_inputs` of shape {shape} do not fit the model: {error}")
+
+def _check_fit(model:nn.Module, example_inputs):
+    "Run `model` on `example_inputs` (in eval mode, without grad): a `ValueError` if they do not fit"
+    with eval_mode(model): error = module_raising(model, example_inputs).error
+    if error is not None: raise _do_not_fit(example_inputs, error)
+
+def _example_inputs(model:nn.Module, learn, example_inputs):
+    "The example inputs: given, from the learner's data, from an adapter, or random; lazy layers get their sizes from them"
     if example_inputs is None and learn is not None: example_inputs = example_inputs_of(learn)
     if example_inputs is None: example_inputs = adapter_example_inputs(model)   # e.g. token ids for a Hugging Face model
     if example_inputs is None: example_inputs = default_example_inputs(model)
     example_inputs = as_plain(example_inputs)
-    try: return example_inputs, find_outputs(model, example_inputs)   # one forward pass: also checks the inputs fit
-    except Exception as e:
-        shape = tuple(example_inputs.shape) if isinstance(example_inputs, torch.Tensor) else type(example_inputs).__name__
-        raise ValueError(f"`example_inputs` of shape {shape} do not fit the model: {e}") from None
+    if any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules()): _check_fit(model, example_inputs)
+    return example_inputs
 
 # %% ../../nbs/32_prune.pruner.ipynb #9408d15f
 class Pruner:
@@ -113,52 +122,71 @@ class Pruner:
         kwargs.update(prune_num_heads=attention == 'heads', prune_head_dims=attention == 'head_dim')
         ratio, layer_ratios = _ratios(model, pruning_ratio, context)
         ignored = _resolve_layers(model, ignored_layers, 'ignored_layers')
-        example_inputs, outputs = _fitting_inputs(model, self.learn, example_inputs)
+        example_inputs = _example_inputs(model, self.learn, example_inputs)
         self.model, self.context, self.criteria, self.schedule = model, context, criteria, schedule
         self.iterative_steps, self.round_to, self.verbose, self.example_inputs = iterative_steps, round_to, verbose, example_inputs
         self.ratio, self.layer_ratios, self.opt = ratio, layer_ratios, opt
         self.base_record = pruning_record_of(model)   # earlier prunes: the record chains on from them
-        self.ignored_layers, self.output_shapes = self._ignore_layers(ignored, outputs.layers, attention, kwargs), outputs.shapes
+        self.kept, self.output_shapes = self._kept_channels(ignored, attention, kwargs), None   # the outputs: found when tracing
+        self.ignored_layers = self.kept.layers
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
         self.importance = CriteriaImportance(criteria, self._state_of)
         self.target, self.kept_blocks, self.untraced = target, [], []   # blocks kept whole because pruning (or tracing: their types) broke the model
         self.graph_args = dict(pruning_ratio=ratio / 100, layer_ratios={m: r / 100 for m, r in layer_ratios.items()} if layer_ratios else None,
                                global_pruning=context == 'global', round_to=round_to, num_heads=attention_heads(model), **kwargs)
-        self._build_graph()
+        self._build_graph()   # torch-pruning's trace, which also finds the output layers
         self.steps_done, self.progress, self.verified, self.failed = 0, 0., not check_first_prune, None
         # MACs before are derived at `report()` from the output positions measured then (pruning does not change them):
         # no forward pass here, except for transposed convs, whose MACs follow their inputs
         self.initial = self._snapshot(measure=any(isinstance(m, nn.modules.conv._ConvTransposeNd) for m in model.modules()))
 
 # %% ../../nbs/32_prune.pruner.ipynb #b91def6b
+class KeptChannels(NamedTuple):
+    "The layers whose output channels a `Pruner` keeps, by reason"
+    user: list # Named in `ignored_layers`
+    fixed: list # Blocks of types torch-pruning cannot trace (see `tp.adapters`)
+    rnn_feeders: list # Layers feeding a recurrent layer: torch-pruning 1.6 would prune them, not the recurrent layer's inputs
+    attention: list # `KeptLayers` of the attentions that cannot lose heads in this mode, with the reason
+    outputs: list|None=None # The output layers, found when torch-pruning traces the model (None before)
+    @property
+    def layers(self) -> list:
+        "All of them, each once: the user's, the outputs, the fixed blocks, the recurrent layers' feeders, the attentions"
+        outs = [m for m in self.outputs or [] if m not in self.user]
+        return self.user + outs + self.fixed + [m for m in self.rnn_feeders if m not in outs] + [m for k in self.attention for m in k.layers if m not in self.user]
+
 @patch
-def _ignore_layers(self:Pruner, ignored:list, outputs:list, attention:str, kwargs:dict) -> list:
-    "The layers whose output channels are kept: the user's, the outputs, and those adapters or recurrent layers need; sets the adapters' torch-pruning arguments in `kwargs`"
-    model, names = self.model, module_names(self.model)
+def _kept_channels(self:Pruner, ignored:list, attention:str, kwargs:dict) -> KeptChannels:
+    "The layers whose output channels are kept, but the outputs (found when tracing); sets the adapters' torch-pruning arguments in `kwargs`"
+    model = self.model
     self.custom_ops = default_custom_ops(model)
     kwargs['customized_pruners'] = {**self.custom_ops.pruners, **(kwargs.get('customized_pruners') or {})}
     self.user_forward_fn = kwargs.get('forward_fn')
     kwargs['forward_fn'] = adapter_forward_fn(model, self.custom_ops, self.user_forward_fn)
-    fixed = [m for m in self.custom_ops.fixed if m not in ignored]
-    kept = kept_attention(model, attention == 'heads')   # attentions that cannot lose heads in this mode, and why
-    # torch-pruning 1.6 prunes what feeds a recurrent layer without pruning the recurrent layer's inputs: keep those outputs
-    rnn_feeders = [m for m in find_layers_feeding(model, self.example_inputs) if m not in ignored and m not in outputs] \
-        if any(isinstance(m, nn.RNNBase) for m in model.modules()) else []
-    fixed += rnn_feeders
-    res = ignored + [m for m in outputs if m not in ignored] + fixed + [m for k in kept for m in k.layers if m not in ignored]
-    if self.verbose:
-        for m in outputs: print(f"Ignoring output layer: {names[m]}")
-        for m in rnn_feeders: print(f"Keeping the outputs of {names[m]}: they feed a recurrent layer")
-        for k in kept: print(k.reason)
-        if fixed: print(f"Keeping the channels of {len(fixed)} {', '.join(sorted({type(m).__name__ for m in fixed}))} blocks torch-pruning cannot trace (see tp.adapters)")
-        print(f"Total ignored layers: {len(res)}")
-        if self.layer_ratios: print(f"Using per-layer pruning with {len(self.layer_ratios)} layer-specific ratios")
-    ignored_mods = {s for m in res for s in m.modules()}
     kwargs.setdefault('root_module_types', root_module_types(model))   # convs, linears, LSTMs and adapters' layer types (GPT-2's Conv1D)
-    if not any(isinstance(m, (*CONV_TYPES, *kwargs['root_module_types'])) and m not in ignored_mods for m in model.modules()):
+    rnn_feeders = []
+    if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+        try: rnn_feeders = [m for m in find_layers_feeding(model, self.example_inputs) if m not in ignored]
+        except Exception as e: raise _do_not_fit(self.example_inputs, e) from None
+    return KeptChannels(ignored, [m for m in self.custom_ops.fixed if m not in ignored], rnn_feeders, kept_attention(model, attention == 'heads'))
+
+@patch
+def _keep_outputs(self:Pruner, outputs:Outputs):
+    "Keep the output layers found while tracing too; show what is kept and why; check that a layer is left to prune"
+    kept = self.kept = self.kept._replace(outputs=outputs.layers)
+    self.ignored_layers, self.output_shapes = kept.layers, outputs.shapes
+    if self.verbose:
+        names = module_names(self.model)
+        for m in kept.outputs: print(f"Ignoring output layer: {names[m]}")
+        for m in kept.rnn_feeders:
+            if m not in kept.outputs: print(f"Keeping the outputs of {names[m]}: they feed a recurrent layer")
+        for k in kept.attention: print(k.reason)
+        if kept.fixed: print(f"Keeping the channels of {len(kept.fixed)} {', '.join(sorted({type(m).__name__ for m in kept.fixed}))} blocks torch-pruning cannot trace (see tp.adapters)")
+        print(f"Total ignored layers: {len(self.ignored_layers)}")
+        if self.layer_ratios: print(f"Using per-layer pruning with {len(self.layer_ratios)} layer-specific ratios")
+    ignored_mods = {s for m in self.ignored_layers for s in m.modules()}
+    if not any(isinstance(m, (*CONV_TYPES, *self.graph_args['root_module_types'])) and m not in ignored_mods for m in self.model.modules()):
         raise ValueError("the model has no prunable layer: no conv, linear or LSTM layer outside the ignored and output layers")
-    return res
 
 # %% ../../nbs/32_prune.pruner.ipynb #e865155e
 @patch
@@ -290,16 +318,18 @@ def _build_graph(self:Pruner):
         args = {**self.graph_args, 'forward_fn': recording_forward(self.graph_args['forward_fn'], calls)}
         try:
             with eval_mode(self.model):
-                self.graph = DependencyPruner(self.model, self.example_inputs, self.importance,
+                self.graph = DependencyPruner(self.model, self.example_inputs, self.importance, ignore_outputs=True,
                                               ignored_layers=self.ignored_layers + self.kept_blocks, **args)
             break
         except Exception as e:
+            if self.output_shapes is None: _check_fit(self.model, self.example_inputs)   # the first trace is the model's first run
             node = failing_node(e)
             block = None if node is None else block_of(node.grad_fn, calls)
             if block is None or type(block) in self.untraced or isinstance(e, StageTimeout):
                 raise ValueError(f"torch-pruning could not trace {type(self.model).__name__}: {describe_trace_failure(e, self.model)}. "
                                  "Pass the layers it cannot handle in `ignored_layers`, or register a customized pruner (`customized_pruners`)") from e
             self._trace_as_one_node(type(block), e)
+    if self.output_shapes is None: self._keep_outputs(self.graph.outputs)
     if self.target != 'channels': self.graph.set_budget(self.target, self.example_inputs)
 
 @patch

@@ -26,11 +26,11 @@ class Adapter:
 
 # %% ../../nbs/12_tp.adapters.ipynb #cb1af658
 class _Opaque(torch.autograd.Function):
-    "Values of `out`, attached to autograd only through `inputs`"
+    "Values of `out`, attached to autograd only through `inputs`; the node keeps `inner`, the graph inside, for a walk to the outputs"
     @staticmethod
-    def forward(ctx, out, *inputs): ctx.n = len(inputs); return out.clone()
+    def forward(ctx, out, inner, *inputs): ctx.n, ctx.inner = len(inputs), inner; return out.clone()
     @staticmethod
-    def backward(ctx, grad): return (None,) * (1 + ctx.n)   # only traced, never differentiated
+    def backward(ctx, grad): return (None,) * (2 + ctx.n)   # only traced, never differentiated
 
 def _channels_of(m:nn.Module, t:torch.Tensor) -> int:
     "Channels of `t` as block `m` sees them: the last dim of tokens `(B, N, C)` fed to linears, else dim 1"
@@ -43,7 +43,7 @@ def _opaque_hook(record:dict|None=None):
         xs = [a for a in args if isinstance(a, torch.Tensor)]
         if not isinstance(out, torch.Tensor) or not xs: return None
         if record is not None: record[m] = (_channels_of(m, xs[0]), _channels_of(m, out))
-        return _Opaque.apply(out.detach(), *xs)
+        return _Opaque.apply(out.detach(), out.grad_fn, *xs)
     return hook
 
 class ExplicitSplits(TorchFunctionMode):

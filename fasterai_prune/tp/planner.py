@@ -15,7 +15,7 @@ from .tracked import tracked_prune, chain_moves
 import warnings
 from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, removals_for_budget
 from .measure import count_ops
-from .trace import time_limit, ClosureGraph, LayerError, concat_recording
+from .trace import time_limit, ClosureGraph, LayerError, concat_recording, outputs_recording
 from .registry import default_custom_ops
 from .adapters import record_sizes, rederive_sizes
 
@@ -51,12 +51,15 @@ class DependencyPruner(tp.pruner.BasePruner):
                  ignored_layers:list|None=None, # Layers whose output channels are kept
                  root_module_types:tuple=(nn.modules.conv._ConvNd, nn.Linear, nn.LSTM),
                  time_limits:dict|None=None, # `{'tracing': s, 'pruning': s}`; default `TIME_LIMITS`
+                 ignore_outputs:bool=False, # Keep the output layers' channels too: found on torch-pruning's tracing pass (`outputs`)
                  **kwargs):
         self.targets, self.ratio, self.global_ratio_mode, self.min_channels, self.min_share = {}, pruning_ratio, global_pruning, min_channels, min_share
         self.time_limits, self.head_target, self.pruned_once = {**TIME_LIMITS, **(time_limits or {})}, 0., False
         self.ops, self.built = default_custom_ops(model), False
         if kwargs.get('unwrapped_parameters') is None and self.ops.unwrapped: kwargs['unwrapped_parameters'] = self.ops.unwrapped
         self._concat_sizes = {}   # recorded by the trace below; the graph uses them as soon as it is built
+        found = []   # the outputs, when asked, found on the same pass
+        if ignore_outputs: kwargs['forward_fn'] = outputs_recording(kwargs.get('forward_fn'), found)
         kwargs['forward_fn'] = concat_recording(kwargs.get('forward_fn'), self._concat_sizes)
         ignored = [m for l in (ignored_layers or []) for m in l.modules()]
         roots = {m: 0. for m in model.modules() if isinstance(m, tuple(root_module_types)) and m not in ignored}
@@ -67,6 +70,8 @@ class DependencyPruner(tp.pruner.BasePruner):
                 super().__init__(model, example_inputs, importance, global_pruning=False, pruning_ratio=0.,
                                  pruning_ratio_dict=roots, ignored_layers=ignored_layers, root_module_types=list(root_module_types),
                                  iterative_steps=1, **kwargs)
+                self.outputs = found[-1] if found else None
+                if found: self.ignored_layers += [m for l in self.outputs.layers for m in l.modules()]
                 self.pruning_ratio_dict = {m: _LiveTarget(self, m) for m in self.pruning_ratio_dict}
                 self.per_step_head_pruning_ratio = self.per_step_pruning_ratio = _LiveTarget(self)   # also roots of customized types (Conv1D): torch-pruning keeps them out of pruning_ratio_dict
                 self._group_equal_splits()

@@ -23,9 +23,9 @@ from ..core.measure import eval_mode, call_model
 
 # %% auto #0
 __all__ = ['default_example_inputs', 'Traced', 'graph_only', 'Outputs', 'find_outputs', 'find_output_layers',
-           'find_layers_feeding', 'failing_node', 'describe_trace_failure', 'BlockCall', 'recording_forward',
-           'block_of', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising', 'graph_inputs',
-           'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph', 'ConcatSizes',
+           'find_layers_feeding', 'outputs_recording', 'failing_node', 'describe_trace_failure', 'BlockCall',
+           'recording_forward', 'block_of', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising',
+           'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph', 'ConcatSizes',
            'concat_recording']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
@@ -85,14 +85,18 @@ def graph_only():
     "Context manager: autograd records its graph but keeps no tensor for a backward pass (a trace walks the graph only, and saves the memory)"
     return torch.autograd.graph.saved_tensors_hooks(_drop, _no_backward)
 
-def _trace_producers(model:nn.Module, example_inputs, layer_types:tuple, consumer_types:tuple=()) -> Traced:
-    "One forward pass: which layer made each autograd node, the output nodes, and the input nodes of each consumer layer"
-    made_by, fed = {}, {}
+def _record_producers(model:nn.Module, layer_types:tuple, made_by:dict) -> list:
+    "Forward hooks filling `made_by` with `{autograd node: layer of layer_types that made it}`; the hooks' handles"
     def hook(m, inp, out):
         for t in _tensors(out):
             if t.grad_fn is not None: made_by[t.grad_fn] = m
+    return [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layer_types)]
+
+def _trace_producers(model:nn.Module, example_inputs, layer_types:tuple, consumer_types:tuple=()) -> Traced:
+    "One forward pass: which layer made each autograd node, the output nodes, and the input nodes of each consumer layer"
+    made_by, fed = {}, {}
     def pre_hook(m, inp): fed.setdefault(m, []).extend(t.grad_fn for t in _tensors(inp) if t.grad_fn is not None)
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layer_types)]
+    hs = _record_producers(model, layer_types, made_by)
     hs += [m.register_forward_pre_hook(pre_hook) for m in model.modules() if consumer_types and isinstance(m, consumer_types)]
     flags = {p: p.requires_grad for p in model.parameters()}
     try:
@@ -114,7 +118,8 @@ def _first_layers_back(model:nn.Module, starts:list, made_by:dict) -> list:
         if fn in made_by:
             if made_by[fn] not in found: found.append(made_by[fn])
             continue
-        stack.extend(f for f, _ in fn.next_functions if f is not None)
+        inner = getattr(fn, 'inner', None)   # a block traced as one node (`tp.adapters`) links the graph inside it
+        stack.extend([inner] if inner is not None else [f for f, _ in fn.next_functions if f is not None])
     order = {m: i for i, m in enumerate(model.modules())}
     return sorted(found, key=order.get)
 
@@ -137,6 +142,24 @@ def find_layers_feeding(model:nn.Module, example_inputs, consumer_types:tuple=(n
     "Layers of `layer_types` whose outputs feed a layer of `consumer_types` (by default a recurrent layer)"
     t = _trace_producers(model, example_inputs, layer_types, consumer_types)
     return _first_layers_back(model, [fn for fns in t.fed.values() for fn in fns], t.made_by)
+
+# %% ../../nbs/10_tp.trace.ipynb #a7e1c0d2
+def outputs_recording(forward_fn, # torch-pruning's `forward_fn(model, inputs)`; None: the model called on the inputs
+                      found:list, # Appended with the `Outputs` of each pass
+                      layer_types:tuple=(*CONV_TYPES, nn.Linear),
+                     ):
+    "`forward_fn`, also finding the output layers and shapes as `find_outputs` does, on the same pass"
+    def fwd(model, inputs):
+        made_by = {}
+        hs = _record_producers(model, layer_types, made_by)
+        try:
+            with torch.enable_grad(): out = forward_fn(model, inputs) if forward_fn is not None else call_model(model, inputs)
+        finally:
+            for h in hs: h.remove()
+        outs = _tensors(out)
+        found.append(Outputs(_first_layers_back(model, [t.grad_fn for t in outs if t.grad_fn is not None], made_by), [tuple(t.shape) for t in outs]))
+        return out
+    return fwd
 
 # %% ../../nbs/10_tp.trace.ipynb #cf037b9c
 def failing_node(exc:BaseException) -> tp.dependency.Node|None:
