@@ -1,7 +1,8 @@
 """Time to build a Pruner and take one pruning step on resnet18 and resnet50, fasterai_prune beside fasterai 0.4.1.
 
 Run: python bench/pruner_speed.py [--repeats 3] [--ratio 30]
-Prints one row per model and library: build and step seconds, wall and process CPU time (a shared VM's stolen time
+Prints one row per model and library (`unchecked`: fasterai_prune with `check_first_prune=False`, without the forward
+pass that checks the first prune, which fasterai 0.4.1 does not run): build and step seconds, wall and process CPU time (a shared VM's stolen time
 moves the wall figures by up to 3× between runs; CPU time, page faults included, moves far less), parameters kept
 (median over repeats).
 """
@@ -13,10 +14,10 @@ warnings.filterwarnings("ignore")
 ANCHORS = "/work/.anchors"   # fasterai 0.4.1: pip install --no-deps --target /work/.anchors fasterai==0.4.1
 if ANCHORS not in sys.path: sys.path.append(ANCHORS)
 
-def ours(model, ratio, context):
+def ours(model, ratio, context, check=True):
     from fasterai_prune.prune.pruner import Pruner
     from fasterai_prune.core.criteria import large_final
-    t, c = time.perf_counter(), time.process_time(); p = Pruner(model, ratio, context, large_final, verbose=False)
+    t, c = time.perf_counter(), time.process_time(); p = Pruner(model, ratio, context, large_final, verbose=False, check_first_prune=check)
     t1, c1 = time.perf_counter(), time.process_time()
     p.prune_model(); return t1 - t, time.perf_counter() - t1, c1 - c, time.process_time() - c1
 
@@ -34,7 +35,7 @@ def main():
     ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--ratio', type=float, default=30)
     ap.add_argument('--context', default='local')
     args = ap.parse_args()
-    libs = {'fasterai_prune': ours}
+    libs = {'fasterai_prune': ours, 'unchecked': lambda *a: ours(*a, check=False)}   # unchecked: check_first_prune=False
     try:
         import fasterai  # noqa: F401
         libs['fasterai 0.4.1'] = fasterai_041

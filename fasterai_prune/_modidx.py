@@ -1172,6 +1172,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'fasterai_prune/tp/trace.py'),
                                          'fasterai_prune.tp.trace.time_limit': ('tp.trace.html#time_limit', 'fasterai_prune/tp/trace.py')},
             'fasterai_prune.tp.tracked': { 'fasterai_prune.tp.tracked.Moved': ('tp.tracked.html#moved', 'fasterai_prune/tp/tracked.py'),
+                                           'fasterai_prune.tp.tracked.Moved.axes': ( 'tp.tracked.html#moved.axes',
+                                                                                     'fasterai_prune/tp/tracked.py'),
                                            'fasterai_prune.tp.tracked.Moved.kept': ( 'tp.tracked.html#moved.kept',
                                                                                      'fasterai_prune/tp/tracked.py'),
                                            'fasterai_prune.tp.tracked.Moved.take': ( 'tp.tracked.html#moved.take',

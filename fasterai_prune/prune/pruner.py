@@ -127,8 +127,8 @@ class Pruner:
         self.iterative_steps, self.round_to, self.verbose, self.example_inputs = iterative_steps, round_to, verbose, example_inputs
         self.ratio, self.layer_ratios, self.opt = ratio, layer_ratios, opt
         self.base_record = pruning_record_of(model)   # earlier prunes: the record chains on from them
-        self.kept, self.output_shapes = self._kept_channels(ignored, attention, kwargs), None   # the outputs: found when tracing
-        self.ignored_layers = self.kept.layers
+        self.kept_channels, self.output_shapes = self._kept_channels(ignored, attention, kwargs), None   # the outputs: found when tracing
+        self.ignored_layers = self.kept_channels.layers
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
         self.importance = CriteriaImportance(criteria, self._state_of)
@@ -173,7 +173,7 @@ def _kept_channels(self:Pruner, ignored:list, attention:str, kwargs:dict) -> Kep
 @patch
 def _keep_outputs(self:Pruner, outputs:Outputs):
     "Keep the output layers found while tracing too; show what is kept and why; check that a layer is left to prune"
-    kept = self.kept = self.kept._replace(outputs=outputs.layers)
+    kept = self.kept_channels = self.kept_channels._replace(outputs=outputs.layers)
     self.ignored_layers, self.output_shapes = kept.layers, outputs.shapes
     if self.verbose:
         names = module_names(self.model)

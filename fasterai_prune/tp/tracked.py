@@ -31,9 +31,25 @@ class Moved:
         if self.per_code == 1: return self.positions.long()
         return self.positions.long() * self.per_code + torch.arange(self.per_code, device=self.positions.device).view(self.old_shape[2:])
 
+    @cached_property
+    def axes(self) -> list|None:
+        "Kept indices along each dim of `old` (None: all kept), when `new` is `old` cut dim by dim, as channel pruning cuts it; else None"
+        old, pos = self.old_shape, self.positions
+        k = len(old) if self.per_code == 1 else 2   # the dims the codes number; a conv kernel is kept whole
+        if pos.dim() != len(old) or k == 0 or pos.numel() == 0: return None
+        if len(old) == 1: return [pos.long()]   # a bias or a norm's weight: any selection is a cut
+        strides = [math.prod(old[d + 1:k]) for d in range(k)]
+        lines = [pos[tuple(slice(None) if j == d else 0 for j in range(len(old)))].long() // strides[d] % old[d] for d in range(k)]
+        rebuilt = sum(l.view([-1 if j == d else 1 for j in range(k)]) * strides[d] for d, l in enumerate(lines))
+        if not torch.equal(rebuilt, pos[(...,) + (0,) * (len(old) - k)].long()): return None   # not a cut along dims
+        return [None if len(l) == old[d] and torch.equal(l, torch.arange(old[d], device=l.device)) else l for d, l in enumerate(lines)] + [None] * (len(old) - k)
+
     def take(self, t:torch.Tensor) -> torch.Tensor:
-        "The elements of `t` (shaped like `old`) that `new` kept, shaped like `new`"
-        return torch.take(t, self.kept.to(t.device))
+        "The elements of `t` (shaped like `old`) that `new` kept, shaped like `new`: a fresh tensor"
+        if self.axes is None: return torch.take(t, self.kept.to(t.device))
+        for d, idxs in enumerate(self.axes):
+            if idxs is not None: t = t.index_select(d, idxs.to(t.device))
+        return t.clone() if all(i is None for i in self.axes) else t
 
 def _touched_params(group) -> list:
     "Parameters of the modules a group prunes, each with whether the function pruning it slices gradients too"
