@@ -11,15 +11,19 @@ class Net(nn.Module):
     "A random conv net: chain of blocks (plain, residual add, concat, depthwise, grouped), BN, pooling, flatten->linear"
     def __init__(self, kinds, width, bn, pool):
         super().__init__()
-        if kinds and kinds[-1] == 'cat': kinds = [*kinds, 'plain']   # concat right before flatten: see test_concat_flatten_linear
+        if kinds and kinds[-1] in ('cat', 'psplit', 'csp'): kinds = [*kinds, 'plain']   # concat right before flatten: see test_concat_flatten_linear
         # a grouped conv concatenated with another branch: see test_grouped_then_concat
         kinds = [k for i, k in enumerate(kinds) if not (k == 'grouped' and i + 1 < len(kinds) and kinds[i + 1] == 'cat')] or ['plain']
+        # a concat feeding a split: see test_concat_then_split
+        kinds = [k for i, k in enumerate(kinds) if not (k in ('cat', 'psplit', 'csp') and i + 1 < len(kinds) and kinds[i + 1] in ('psplit', 'csp'))] or ['plain']
         self.stem, c, self.blocks = nn.Conv2d(3, width, 3, padding=1), width, nn.ModuleList()
         for k in kinds:
             if k == 'plain': b = nn.ModuleDict(dict(a=nn.Conv2d(c, c + 2, 3, padding=1))); c2 = c + 2
             elif k == 'res': b = nn.ModuleDict(dict(a=nn.Conv2d(c, c, 3, padding=1), b=nn.Conv2d(c, c, 1))); c2 = c
             elif k == 'cat': b = nn.ModuleDict(dict(a=nn.Conv2d(c, 4, 1))); c2 = c + 4
             elif k == 'dw': b = nn.ModuleDict(dict(a=nn.Conv2d(c, c, 3, padding=1, groups=c), b=nn.Conv2d(c, c, 1))); c2 = c
+            elif k == 'psplit': b = nn.ModuleDict(dict(a=nn.Conv2d(2, 2, 3, padding=1))); c2 = c   # FasterNet: a conv on the first piece, the rest untouched
+            elif k == 'csp': b = nn.ModuleDict(dict(a=nn.Conv2d(c // 2 - 1, 3, 1))); c2 = c - c // 2 + 4   # the first piece straight to the concat, the second (unequal: no `chunk`) through a conv
             else: g = 2; b = nn.ModuleDict(dict(p=nn.Conv2d(c, 2 * g * 2, 1), a=nn.Conv2d(2 * g * 2, 2 * g * 2, 3, padding=1, groups=g))); c2 = 2 * g * 2
             if bn: b['bn'] = nn.BatchNorm2d(c2)
             b.kind = k; self.blocks.append(b); c = c2
@@ -34,6 +38,9 @@ class Net(nn.Module):
             elif k == 'res': y = x + b['b'](b['a'](x).relu())
             elif k == 'cat': y = torch.cat([x, b['a'](x)], 1)
             elif k == 'dw': y = b['b'](b['a'](x).relu())
+            elif k == 'psplit':   # the pieces' sizes as a pruned model must have them: the conv's inputs, and the rest
+                x1, x2 = torch.split(x, [b['a'].in_channels, x.shape[1] - b['a'].in_channels], 1); y = torch.cat([b['a'](x1), x2], 1)
+            elif k == 'csp': x1, x2 = torch.split(x, [x.shape[1] - b['a'].in_channels, b['a'].in_channels], 1); y = torch.cat([x1, b['a'](x2)], 1)
             else: y = b['a'](b['p'](x))
             if 'bn' in b: y = b['bn'](y)
             x = y.relu()
@@ -47,10 +54,11 @@ def randomize_bn(m, g):
             b.running_var.data = torch.rand(b.running_var.shape, generator=g) + 0.5
 
 @settings(max_examples=200, deadline=None)
-@given(kinds=st.lists(st.sampled_from(['plain', 'res', 'cat', 'dw', 'grouped']), min_size=1, max_size=3),
+@given(kinds=st.lists(st.sampled_from(['plain', 'res', 'cat', 'dw', 'grouped', 'psplit', 'csp']), min_size=1, max_size=3),
        width=st.integers(4, 6), bn=st.booleans(), pool=st.sampled_from(['max', 'avg']),
        ratio=st.floats(0.1, 0.8), glob=st.booleans(), seed=st.integers(0, 2**16))
 def test_zeroing_then_pruning_changes_nothing(kinds, width, bn, pool, ratio, glob, seed):
+    assume(not (glob and {'psplit', 'csp'} & set(kinds)))   # a global prune through a split: see test_global_split
     g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
     net = Net(kinds, width, bn, pool).eval(); randomize_bn(net, g)
     x = torch.randn(2, 3, 8, 8, generator=g)
@@ -188,3 +196,23 @@ def test_attention_zeroing_then_pruning_changes_nothing(heads, head_dim, ratio, 
             p.view(-1)[~keep] = 0
         zeroed, pruned = net(x), twin(x)
     assert torch.allclose(zeroed, pruned, atol=1e-5, rtol=1e-4), (zeroed - pruned).abs().max()
+
+
+@pytest.mark.xfail(strict=True, reason="torch-pruning 1.6 limit: a split of a concat's output, whose pieces straddle the concat's "
+                   "inputs, cannot be mapped with its two index-mapping slots (same result with plain torch-pruning's mapping); "
+                   "`Pruner`'s first-prune check catches it and keeps the block whole")
+def test_concat_then_split():
+    torch.manual_seed(0)
+    net, x = Net(['plain', 'plain', 'plain'], 4, False, 'max'), torch.randn(2, 3, 8, 8)   # 4 → 6 → 8 → 10 channels
+    net.blocks[0]['a'], net.blocks[0].kind = nn.Conv2d(4, 4, 1), 'cat'   # 4 → 8
+    net.blocks[1] = nn.ModuleDict(dict(a=nn.Conv2d(2, 2, 3, padding=1))); net.blocks[1].kind = 'psplit'   # 8 → 8, split 2 + 6
+    assert net.eval()(x).shape == (2, 3)
+    DependencyPruner(net, x, CriteriaImportance(Criteria(torch.abs)), pruning_ratio=0.5, ignored_layers=[net.fc2]).prune_to(1.)
+    assert net(x).shape == (2, 3)
+
+
+@pytest.mark.xfail(strict=True, reason="a global prune of a split whose pieces go to a conv and to a concat: the groups, pruned one "
+                   "after another, leave the concat's BatchNorm wider than what comes in (plain torch-pruning's mapping gives "
+                   "outputs that differ instead); `Pruner`'s first-prune check catches the broken model and keeps the block whole")
+def test_global_split():
+    test_zeroing_then_pruning_changes_nothing.hypothesis.inner_test(kinds=['res', 'psplit'], width=4, bn=True, pool='max', ratio=0.5, glob=True, seed=367)

@@ -25,8 +25,8 @@ from ..core.measure import eval_mode, call_model
 __all__ = ['default_example_inputs', 'Traced', 'graph_only', 'Outputs', 'find_outputs', 'find_output_layers',
            'find_layers_feeding', 'outputs_recording', 'failing_node', 'describe_trace_failure', 'BlockCall',
            'recording_forward', 'block_of', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising',
-           'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'ClosureGraph', 'ConcatSizes',
-           'concat_recording']
+           'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'mappings_in_order',
+           'ClosureGraph', 'ConcatSizes', 'concat_recording']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -331,6 +331,11 @@ def first_per_channel(idxs, # torch-pruning's hybrid indices `(idx, root_idx)`
         if bound is None or i.idx < bound: first.setdefault(i.idx, i)
     return list(first.values())
 
+def mappings_in_order(dep:Dependency) -> list:
+    "A dependency's index mappings in the order they apply: torch-pruning's [split, concat], but from a concat back into a split that feeds it, the concat's first (to the piece, then to the split's input)"
+    m = dep.index_mapping
+    return m[::-1] if dep.source.type == tp.ops.OPTYPE.CONCAT and dep.target.type == tp.ops.OPTYPE.SPLIT else m
+
 class ClosureGraph(tp.DependencyGraph):
     "torch-pruning's `DependencyGraph` whose group search walks each (layer, channel) once"
     def channel_bound(self) -> int:
@@ -362,7 +367,7 @@ class ClosureGraph(tp.DependencyGraph):
             walked.add(dep.target)
             for nxt in dep.target.dependencies:
                 if not nxt.is_triggered_by(dep.handler): continue
-                new = first_per_channel(mapped(idxs, nxt.index_mapping), bound)
+                new = first_per_channel(mapped(idxs, mappings_in_order(nxt)), bound)
                 channels, seen = list(map(itemgetter(0), new)), reached.setdefault((nxt.target, nxt.handler), set())
                 if not new or (nxt.target in walked and seen.issuperset(channels)): continue
                 seen.update(channels)
@@ -409,6 +414,24 @@ def group_of(self:ClosureGraph, deps:list, idxs:list) -> Group:
         group[-1].root_idxs = list(idxs)
     return group
 
+# %% ../../nbs/10_tp.trace.ipynb #f8a1b2c2
+def _pieces_read(node, split_fn) -> list:
+    "The outputs of the split autograd node `split_fn` that graph node `node` reads directly"
+    return [nr for f, nr in (node.grad_fn.next_functions if node.grad_fn is not None else ()) if f is split_fn]
+
+@patch
+def order_splits(self:ClosureGraph):
+    "List each split's consumers in the order of the pieces they read, as torch-pruning's index mapping assumes; map indices again"
+    changed = False
+    for n in self.module2node.values():
+        if n.type != tp.ops.OPTYPE.SPLIT or len(n.outputs) < 2: continue
+        pieces = [_pieces_read(o, n.grad_fn) for o in n.outputs]
+        if any(len(p) != 1 for p in pieces) or sorted(p[0] for p in pieces) != list(range(len(pieces))): continue
+        order = [o for _, o in sorted(zip((p[0] for p in pieces), n.outputs), key=itemgetter(0))]
+        if order != n.outputs: n.outputs[:], changed = order, True
+    if changed: update_index_mapping(self)
+    return self
+
 # %% ../../nbs/10_tp.trace.ipynb #e6a8c0b2
 _CATS = (torch.cat, torch.concat, torch.concatenate)
 
@@ -444,4 +467,4 @@ def build_dependency(self:ClosureGraph, model:nn.Module, example_inputs, forward
     "torch-pruning's graph of `model`, with the concatenation sizes recorded while tracing"
     sizes = {}
     super(ClosureGraph, self).build_dependency(model, example_inputs, forward_fn=concat_recording(forward_fn, sizes), **kwargs)
-    return self.use_concat_sizes(sizes)
+    return self.use_concat_sizes(sizes).order_splits()
