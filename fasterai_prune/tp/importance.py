@@ -46,12 +46,12 @@ class CriteriaImportance(tp.importance.Importance):
             total.scatter_add_(0, pos, s[torch.as_tensor(item.idxs, dtype=torch.long)]); count.scatter_add_(0, pos, torch.ones(len(pos)))
         if count.sum() == 0: return None
         imp = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float('inf')))
-        # a layer that owns only part of the group's channels (one side of a concatenation) keeps its best channel:
+        # a layer that owns only part of the group's channels (one side of a concatenation, or of a split feeding it) keeps its best channel:
         # ranking by the group alone could remove all of its channels and empty it
         if any(dep.target.module in self.grouped_modules for dep, _ in group): return self._cached(key, imp)   # torch-pruning shares ranks across channel groups
         for item in group:
             if 0 < len(item.root_idxs) < n and isinstance(item.dep.target.module, (nn.modules.conv._ConvNd, nn.Linear)) \
-               and self.graph.is_out_channel_pruning_fn(item.dep.handler):
+               and (self.graph.is_out_channel_pruning_fn(item.dep.handler) or self.graph.is_in_channel_pruning_fn(item.dep.handler)):
                 pos = torch.as_tensor(item.root_idxs, dtype=torch.long)
                 imp[pos[imp[pos].argmax()]] = float('inf')
         return self._cached(key, imp)
