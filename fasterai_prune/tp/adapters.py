@@ -12,7 +12,7 @@ from torch.overrides import TorchFunctionMode
 
 # %% auto #0
 __all__ = ['Adapter', 'ExplicitSplits', 'opaque_forward', 'keep_indices', 'replace_param', 'prune_linear_outputs', 'prune_norm',
-           'FixedChannelsPruner', 'SizeRecord', 'record_sizes', 'rederive_sizes', 'CustomOps']
+           'FixedChannelsPruner', 'SizeRecord', 'record_sizes', 'rederive_sizes', 'split_size_records', 'CustomOps']
 
 # %% ../../nbs/12_tp.adapters.ipynb #d5f63acc
 class Adapter:
@@ -132,11 +132,12 @@ class SizeRecord(NamedTuple):
     module: nn.Module # Module holding the attribute
     name: str # Attribute name
     index: int|None # Position inside a tuple attribute, or None
-    source: object # The layer whose size it equals, or `(module, parameter name)`
-    what: str # 'out', 'in' or the parameter dim as 'dim<d>'
+    source: object # The layer whose size it equals, `(module, parameter name)`, or torch-pruning's split op
+    what: str # 'out', 'in', the parameter dim as 'dim<d>', or a split's piece as 'piece<i>'
 
 def _count(source, what:str) -> int|None:
     "The channel count `what` of `source` (a layer, or `(module, parameter name)`) now"
+    if what.startswith('piece'): return source.split_sizes[int(what[5:])]   # torch-pruning's split op: a piece's width
     if isinstance(source, tuple):
         t, d = getattr(*source, None), int(what[3:])
         return t.shape[d] if isinstance(t, torch.Tensor) and t.dim() > d else None
@@ -190,6 +191,21 @@ def rederive_sizes(records:list, # From `record_sizes` before the prune
         if c is None: continue
         v = getattr(r.module, r.name)
         setattr(r.module, r.name, c if r.index is None else type(v)(c if i == r.index else x for i, x in enumerate(v)))
+
+# %% ../../nbs/12_tp.adapters.ipynb #c9a1b2d2
+def split_size_records(graph:tp.DependencyGraph, # torch-pruning's graph of the model
+                       owners:dict, # `{split autograd node: module that made it}`, from `tp.trace.split_recording`
+                      ) -> list:
+    "`SizeRecord`s of the int attributes of the module making each channel split that equal one piece's width (FasterNet's `dim_untouched`), read from torch-pruning's split op"
+    res = []
+    for n in graph.module2node.values():
+        m, sizes = owners.get(n.grad_fn), getattr(n.module, 'split_sizes', None)
+        if n.type != tp.ops.OPTYPE.SPLIT or m is None or not sizes or getattr(n.grad_fn, '_saved_dim', 1) != 1: continue
+        for name, v in vars(m).items():
+            if name.startswith('_') or not _int_size(v) or v < 2 or any(w in name.lower() for w in _NOT_SIZES): continue
+            pieces = [i for i, s in enumerate(sizes) if s == v]
+            if len(pieces) == 1: res.append(SizeRecord(m, name, None, n.module, f'piece{pieces[0]}'))   # two equal pieces: which one is unknown
+    return res
 
 # %% ../../nbs/12_tp.adapters.ipynb #a0866dfe
 class CustomOps:

@@ -15,9 +15,9 @@ from .tracked import tracked_prune, chain_moves
 import warnings
 from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, removals_for_budget
 from .measure import count_ops
-from .trace import time_limit, ClosureGraph, LayerError, concat_recording, outputs_recording
+from .trace import time_limit, ClosureGraph, LayerError, concat_recording, outputs_recording, split_recording
 from .registry import default_custom_ops
-from .adapters import record_sizes, rederive_sizes
+from .adapters import record_sizes, rederive_sizes, split_size_records
 
 # %% auto #0
 __all__ = ['TIME_LIMITS', 'GroupInfo', 'DependencyPruner']
@@ -60,7 +60,8 @@ class DependencyPruner(tp.pruner.BasePruner):
         self._concat_sizes = {}   # recorded by the trace below; the graph uses them as soon as it is built
         found = []   # the outputs, when asked, found on the same pass
         if ignore_outputs: kwargs['forward_fn'] = outputs_recording(kwargs.get('forward_fn'), found)
-        kwargs['forward_fn'] = concat_recording(kwargs.get('forward_fn'), self._concat_sizes)
+        owners = {}   # the module that made each split: its ints holding a piece's width follow the prune
+        kwargs['forward_fn'] = concat_recording(split_recording(kwargs.get('forward_fn'), owners), self._concat_sizes)
         ignored = [m for l in (ignored_layers or []) for m in l.modules()]
         roots = {m: 0. for m in model.modules() if isinstance(m, tuple(root_module_types)) and m not in ignored}
         flags = {p: p.requires_grad for p in model.parameters()}
@@ -70,7 +71,7 @@ class DependencyPruner(tp.pruner.BasePruner):
                 super().__init__(model, example_inputs, importance, global_pruning=False, pruning_ratio=0.,
                                  pruning_ratio_dict=roots, ignored_layers=ignored_layers, root_module_types=list(root_module_types),
                                  iterative_steps=1, **kwargs)
-                self.outputs = found[-1] if found else None
+                self.outputs, self.split_sizes = found[-1] if found else None, split_size_records(self.DG, owners)
                 if found: self.ignored_layers += [m for l in self.outputs.layers for m in l.modules()]
                 self.pruning_ratio_dict = {m: _LiveTarget(self, m) for m in self.pruning_ratio_dict}
                 self.per_step_head_pruning_ratio = self.per_step_pruning_ratio = _LiveTarget(self)   # also roots of customized types (Conv1D): torch-pruning keeps them out of pruning_ratio_dict
@@ -246,7 +247,7 @@ def prune_to(self:DependencyPruner, progress:float) -> list:
     self.importance.cache = {}
     self.head_target = progress * self.ratio
     try:
-        sizes, heads = record_sizes(self.model), dict(self.num_heads)
+        sizes, heads = record_sizes(self.model) + self.split_sizes, dict(self.num_heads)
         # the first prune runs under the time limit; later ones walk the same graph with fewer channels (and save a thread start each)
         with time_limit(None if self.pruned_once else self.time_limits['pruning'], 'pruning'):
             if self.global_ratio_mode: moved = (self._prune_global if self.target == 'channels' else self._prune_global_budget)(progress)

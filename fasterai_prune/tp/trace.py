@@ -26,7 +26,7 @@ __all__ = ['default_example_inputs', 'Traced', 'graph_only', 'Outputs', 'find_ou
            'find_layers_feeding', 'outputs_recording', 'failing_node', 'describe_trace_failure', 'BlockCall',
            'recording_forward', 'block_of', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising',
            'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'mappings_in_order',
-           'ClosureGraph', 'ConcatSizes', 'concat_recording']
+           'ClosureGraph', 'ConcatSizes', 'concat_recording', 'SplitOwners', 'split_recording']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -468,3 +468,30 @@ def build_dependency(self:ClosureGraph, model:nn.Module, example_inputs, forward
     sizes = {}
     super(ClosureGraph, self).build_dependency(model, example_inputs, forward_fn=concat_recording(forward_fn, sizes), **kwargs)
     return self.use_concat_sizes(sizes).order_splits()
+
+# %% ../../nbs/10_tp.trace.ipynb #f8a1b2c6
+_SPLITS = (torch.split, torch.Tensor.split, torch.split_with_sizes, torch.Tensor.split_with_sizes, torch.chunk, torch.Tensor.chunk)
+
+class SplitOwners(TorchFunctionMode):
+    "While tracing, record `{autograd node: innermost module running}` for every split (`stack`: the modules running, outermost first)"
+    def __init__(self, owners:dict, stack:list): super().__init__(); self.owners, self.stack = owners, stack
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in _SPLITS and self.stack and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor) and out[0].grad_fn is not None:
+            self.owners[out[0].grad_fn] = self.stack[-1]
+        return out
+
+def split_recording(forward_fn, # torch-pruning's `forward_fn(model, inputs)`; None: the model called on the inputs
+                    owners:dict, # Filled by `SplitOwners`
+                   ):
+    "`forward_fn`, also recording which of the model's own modules made each split"
+    def fwd(model, inputs):
+        stack = []
+        mods = [m for m in model.modules() if not type(m).__module__.startswith('torch.')]
+        hs = [m.register_forward_pre_hook(lambda m, args: stack.append(m)) for m in mods]
+        hs += [m.register_forward_hook(lambda m, args, out: stack.pop() and None, always_call=True) for m in mods]
+        try:
+            with SplitOwners(owners, stack): return forward_fn(model, inputs) if forward_fn is not None else call_model(model, inputs)
+        finally:
+            for h in hs: h.remove()
+    return fwd
