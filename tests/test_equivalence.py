@@ -12,8 +12,8 @@ class Net(nn.Module):
     def __init__(self, kinds, width, bn, pool):
         super().__init__()
         if kinds and kinds[-1] in ('cat', 'psplit', 'csp'): kinds = [*kinds, 'plain']   # concat right before flatten: see test_concat_flatten_linear
-        # a grouped conv concatenated with another branch: see test_grouped_then_concat
-        kinds = [k for i, k in enumerate(kinds) if not (k == 'grouped' and i + 1 < len(kinds) and kinds[i + 1] == 'cat')] or ['plain']
+        # a grouped conv concatenated with another branch (by a concat, or by a split block's own concat): see test_grouped_then_concat
+        kinds = [k for i, k in enumerate(kinds) if not (k == 'grouped' and i + 1 < len(kinds) and kinds[i + 1] in ('cat', 'psplit', 'csp'))] or ['plain']
         # a concat feeding a split: see test_concat_then_split
         while any(a in ('cat', 'psplit', 'csp') and b in ('psplit', 'csp') for a, b in zip(kinds, kinds[1:])):
             kinds = [k for i, k in enumerate(kinds) if not (k in ('cat', 'psplit', 'csp') and i + 1 < len(kinds) and kinds[i + 1] in ('psplit', 'csp'))]

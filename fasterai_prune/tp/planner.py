@@ -88,7 +88,7 @@ class DependencyPruner(tp.pruner.BasePruner):
     @DG.setter
     def DG(self, graph):   # `BasePruner.__init__` builds a plain `DependencyGraph`: its groups are searched as `ClosureGraph` does
         if type(graph) is tp.DependencyGraph: graph.__class__ = ClosureGraph
-        if isinstance(graph, ClosureGraph): graph.use_concat_sizes(self.__dict__.get('_concat_sizes') or {}).order_splits()
+        if isinstance(graph, ClosureGraph): graph.use_concat_sizes(self.__dict__.get('_concat_sizes') or {}).map_indices()
         self._graph = graph
 
     def _group_equal_splits(self):

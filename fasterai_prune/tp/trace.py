@@ -25,8 +25,9 @@ from ..core.measure import eval_mode, call_model
 __all__ = ['default_example_inputs', 'Traced', 'graph_only', 'Outputs', 'find_outputs', 'find_output_layers',
            'find_layers_feeding', 'outputs_recording', 'failing_node', 'describe_trace_failure', 'BlockCall',
            'recording_forward', 'block_of', 'FailingLayer', 'LayerError', 'failing_layer', 'RaisedIn', 'module_raising',
-           'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'first_per_channel', 'mappings_in_order',
-           'ClosureGraph', 'ConcatSizes', 'concat_recording', 'SplitOwners', 'split_recording']
+           'graph_inputs', 'StageTimeout', 'time_limit', 'mapped', 'PieceMapping', 'map_split_pieces',
+           'first_per_channel', 'mappings_in_order', 'ClosureGraph', 'ConcatSizes', 'concat_recording', 'SplitOwners',
+           'split_recording']
 
 # %% ../../nbs/10_tp.trace.ipynb #d887835e
 _PROBE_SIZES = (224, 64, 32, 28, 16, 8)
@@ -318,6 +319,34 @@ def mapped(idxs:list, # torch-pruning's hybrid indices
         idxs = new
     return idxs
 
+# %% ../../nbs/10_tp.trace.ipynb #f8a1b2d2
+class PieceMapping:
+    "Index mapping between a split's input and one of its pieces, `offset` = (first channel, end): to the piece, or back (`reverse`)"
+    def __init__(self, offset:list, reverse:bool=False): self.offset, self.reverse = offset, reverse
+    def __call__(self, idxs:list) -> list:
+        lo, hi = self.offset
+        if self.reverse: return [HybridIndex(idx=i.idx + lo, root_idx=i.root_idx) for i in idxs]
+        return [HybridIndex(idx=i.idx - lo, root_idx=i.root_idx) for i in idxs if lo <= i.idx < hi]
+
+def _pieces_read(node, split_fn) -> list:
+    "The outputs of the split autograd node `split_fn` that graph node `node` reads directly"
+    return [nr for f, nr in (node.grad_fn.next_functions if node.grad_fn is not None else ()) if f is split_fn]
+
+def map_split_pieces(graph:tp.DependencyGraph):
+    "Map each consumer of a channel split to the piece it reads (its autograd node says which), however many read one piece; a consumer of two pieces keeps torch-pruning's mapping"
+    for n in graph.module2node.values():
+        offsets = getattr(n.module, 'offsets', None) if n.type == tp.ops.OPTYPE.SPLIT else None
+        if not offsets or not n.enable_index_mapping or getattr(n.grad_fn, '_saved_dim', 1) != 1: continue
+        for o in n.outputs:
+            piece = _pieces_read(o, n.grad_fn)
+            if len(piece) != 1 or piece[0] + 1 >= len(offsets): continue
+            offset = offsets[piece[0]:piece[0] + 2]
+            for dep in n.dependencies:
+                if dep.target is o: dep.index_mapping[0] = PieceMapping(offset)
+            for dep in o.dependencies:
+                if dep.target is n: dep.index_mapping[0] = PieceMapping(offset, reverse=True)
+    return graph
+
 # %% ../../nbs/10_tp.trace.ipynb #37edf181
 def first_per_channel(idxs, # torch-pruning's hybrid indices `(idx, root_idx)`
                       bound:int|None=None, # Channels at or past this are dropped; `None`: none
@@ -346,6 +375,11 @@ class ClosureGraph(tp.DependencyGraph):
             self._channel_bound = max(sizes, default=0)
         return self._channel_bound
 
+    def map_indices(self):
+        "torch-pruning's index mappings for the sizes now, with each split's consumers mapped to the pieces they read"
+        update_index_mapping(self)
+        return map_split_pieces(self)
+
     def get_pruning_group(self, module:nn.Module, pruning_fn, idxs) -> Group:
         "The group pruning `idxs` of `module` with `pruning_fn` triggers"
         if module not in self.module2node: raise ValueError(f"Module {module} is not in the dependency graph.")
@@ -358,7 +392,7 @@ class ClosureGraph(tp.DependencyGraph):
     def _searched(self, module:nn.Module, pruning_fn, idxs:list) -> Group:
         "The group, found by walking the graph from `module`"
         idxs = [HybridIndex(idx=i, root_idx=i) for i in idxs]
-        update_index_mapping(self)
+        self.map_indices()
         root, bound, group = self.module2node[module], self.channel_bound(), Group()
         group.add_dep(Dependency(pruning_fn, pruning_fn, source=root, target=root), idxs)
         reached, walked, todo = {(root, pruning_fn): {i.idx for i in idxs}}, set(), [(group[0].dep, idxs)]
@@ -414,24 +448,6 @@ def group_of(self:ClosureGraph, deps:list, idxs:list) -> Group:
         group[-1].root_idxs = list(idxs)
     return group
 
-# %% ../../nbs/10_tp.trace.ipynb #f8a1b2c2
-def _pieces_read(node, split_fn) -> list:
-    "The outputs of the split autograd node `split_fn` that graph node `node` reads directly"
-    return [nr for f, nr in (node.grad_fn.next_functions if node.grad_fn is not None else ()) if f is split_fn]
-
-@patch
-def order_splits(self:ClosureGraph):
-    "List each split's consumers in the order of the pieces they read, as torch-pruning's index mapping assumes; map indices again"
-    changed = False
-    for n in self.module2node.values():
-        if n.type != tp.ops.OPTYPE.SPLIT or len(n.outputs) < 2: continue
-        pieces = [_pieces_read(o, n.grad_fn) for o in n.outputs]
-        if any(len(p) != 1 for p in pieces) or sorted(p[0] for p in pieces) != list(range(len(pieces))): continue
-        order = [o for _, o in sorted(zip((p[0] for p in pieces), n.outputs), key=itemgetter(0))]
-        if order != n.outputs: n.outputs[:], changed = order, True
-    if changed: update_index_mapping(self)
-    return self
-
 # %% ../../nbs/10_tp.trace.ipynb #e6a8c0b2
 _CATS = (torch.cat, torch.concat, torch.concatenate)
 
@@ -459,7 +475,7 @@ def use_concat_sizes(self:ClosureGraph, sizes:dict):
     "Give the graph's concatenations the sizes recorded while tracing, and map indices again"
     cats = [n for n in self.module2node.values() if n.type == tp.ops.OPTYPE.CONCAT and n.grad_fn in sizes]
     for n in cats: n.module.concat_sizes = list(sizes[n.grad_fn])
-    if cats: update_index_mapping(self)
+    if cats: self.map_indices()
     return self
 
 @patch
@@ -467,7 +483,7 @@ def build_dependency(self:ClosureGraph, model:nn.Module, example_inputs, forward
     "torch-pruning's graph of `model`, with the concatenation sizes recorded while tracing"
     sizes = {}
     super(ClosureGraph, self).build_dependency(model, example_inputs, forward_fn=concat_recording(forward_fn, sizes), **kwargs)
-    return self.use_concat_sizes(sizes).order_splits()
+    return self.use_concat_sizes(sizes).map_indices()
 
 # %% ../../nbs/10_tp.trace.ipynb #f8a1b2c6
 _SPLITS = (torch.split, torch.Tensor.split, torch.split_with_sizes, torch.Tensor.split_with_sizes, torch.chunk, torch.Tensor.chunk)
