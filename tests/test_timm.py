@@ -61,7 +61,6 @@ def check(name, context, size, kwargs, attention='head_dim'):
 XFAIL = {}   # (name, context): cause; none left (DPN local passes since the concat sizes are recorded while tracing)
 # the blocks a prune keeps whole (the first prune broke them), as the warning names them: (context, part of the line)
 FALLBACK = {
-    ('cs3darknet_focus_s', 'local'): 'stages.0.conv_exp.conv, stages.1.conv_exp.conv',   # the CSP split's producer
     ('res2next50', 'local'): 'layer1.1.conv1',                  # the Res2Net split's producer
     ('ghostnet_050', 'local'): 'shortcut',                      # over-pruned through the ghost concat
     ('ghostnet_050', 'global'): 'blocks.7.0.shortcut.2',        # the plan's group maps back onto it through the ghost concat
@@ -102,12 +101,14 @@ def test_blurpool_follows_its_channels():
     before = [b.channels for b in build('tresnet_m', *FAST['tresnet_m'])[0].modules() if isinstance(b, BlurPool2d)]
     assert sum(b.channels for b in pools) < sum(before)
 
-def test_fallback_keeps_the_split_producer():
-    "CSP: the conv whose output is split at a fixed width keeps its channels, the convs of the stage's blocks are pruned"
+def test_csp_split_producer_is_pruned_in_halves():
+    "CSP: the conv whose output is split in two halves loses as many channels in each (it was kept whole before the split pieces were mapped to their own consumers)"
     m, line = check('cs3darknet_focus_s', 'local', *FAST['cs3darknet_focus_s'])
-    s = m.stages[0]
+    s, ref = m.stages[0], timm.create_model('cs3darknet_focus_s').stages[0]
+    assert line is None, line   # no block kept whole
+    assert (s.conv_exp.conv.out_channels, ref.conv_exp.conv.out_channels) == (32, 64)
     assert s.conv_exp.conv.out_channels == s.conv_exp.conv.weight.shape[0] == 2 * s.blocks[0].conv1.conv.in_channels
-    assert s.blocks[0].conv1.conv.out_channels < timm.create_model('cs3darknet_focus_s').stages[0].blocks[0].conv1.conv.out_channels
+    assert s.blocks[0].conv1.conv.out_channels < ref.blocks[0].conv1.conv.out_channels
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name,context', [pytest.param(n, c, marks=pytest.mark.xfail(strict=True, reason=XFAIL[(n, c)]))
