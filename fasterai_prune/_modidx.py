@@ -513,6 +513,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                         'fasterai_prune/prune/pruner.py'),
                                              'fasterai_prune.prune.pruner.Pruner.calibrate': ( 'prune.pruner.html#pruner.calibrate',
                                                                                                'fasterai_prune/prune/pruner.py'),
+                                             'fasterai_prune.prune.pruner.Pruner.ignored_layers': ( 'prune.pruner.html#pruner.ignored_layers',
+                                                                                                    'fasterai_prune/prune/pruner.py'),
                                              'fasterai_prune.prune.pruner.Pruner.plot_channels': ( 'prune.pruner.html#pruner.plot_channels',
                                                                                                    'fasterai_prune/prune/pruner.py'),
                                              'fasterai_prune.prune.pruner.Pruner.prune_model': ( 'prune.pruner.html#pruner.prune_model',

@@ -128,7 +128,6 @@ class Pruner:
         self.ratio, self.layer_ratios, self.opt = ratio, layer_ratios, opt
         self.base_record = pruning_record_of(model)   # earlier prunes: the record chains on from them
         self.kept_channels, self.output_shapes = self._kept_channels(ignored, attention, kwargs), None   # the outputs: found when tracing
-        self.ignored_layers = self.kept_channels.layers
         self.layer_state = {}   # reference weights and statistics for the criteria, per layer
         if criteria.reference is not None: self._store_reference()
         self.importance = CriteriaImportance(criteria, self._state_of)
@@ -170,11 +169,16 @@ def _kept_channels(self:Pruner, ignored:list, attention:str, kwargs:dict) -> Kep
         except Exception as e: raise _do_not_fit(self.example_inputs, e) from None
     return KeptChannels(ignored, [m for m in self.custom_ops.fixed if m not in ignored], rnn_feeders, kept_attention(model, attention == 'heads'))
 
+@patch(as_prop=True)
+def ignored_layers(self:Pruner) -> list:
+    "The layers whose output channels are kept (`kept_channels`, each once)"
+    return self.kept_channels.layers
+
 @patch
 def _keep_outputs(self:Pruner, outputs:Outputs):
     "Keep the output layers found while tracing too; show what is kept and why; check that a layer is left to prune"
     kept = self.kept_channels = self.kept_channels._replace(outputs=outputs.layers)
-    self.ignored_layers, self.output_shapes = kept.layers, outputs.shapes
+    self.output_shapes = outputs.shapes
     if self.verbose:
         names = module_names(self.model)
         for m in kept.outputs: print(f"Ignoring output layer: {names[m]}")
@@ -322,14 +326,14 @@ def _build_graph(self:Pruner):
                                               ignored_layers=self.ignored_layers + self.kept_blocks, **args)
             break
         except Exception as e:
-            if self.output_shapes is None: _check_fit(self.model, self.example_inputs)   # the first trace is the model's first run
+            if self.kept_channels.outputs is None: _check_fit(self.model, self.example_inputs)   # the first trace is the model's first run
             node = failing_node(e)
             block = None if node is None else block_of(node.grad_fn, calls)
             if block is None or type(block) in self.untraced or isinstance(e, StageTimeout):
                 raise ValueError(f"torch-pruning could not trace {type(self.model).__name__}: {describe_trace_failure(e, self.model)}. "
                                  "Pass the layers it cannot handle in `ignored_layers`, or register a customized pruner (`customized_pruners`)") from e
             self._trace_as_one_node(type(block), e)
-    if self.output_shapes is None: self._keep_outputs(self.graph.outputs)
+    if self.kept_channels.outputs is None: self._keep_outputs(self.graph.outputs)
     if self.target != 'channels': self.graph.set_budget(self.target, self.example_inputs)
 
 @patch

@@ -71,7 +71,7 @@ class DependencyPruner(tp.pruner.BasePruner):
                 super().__init__(model, example_inputs, importance, global_pruning=False, pruning_ratio=0.,
                                  pruning_ratio_dict=roots, ignored_layers=ignored_layers, root_module_types=list(root_module_types),
                                  iterative_steps=1, **kwargs)
-                self.outputs, self.split_sizes = found[-1] if found else None, split_size_records(self.DG, owners)
+                self.outputs, self.piece_widths = found[-1] if found else None, split_size_records(self.DG, owners)
                 if found: self.ignored_layers += [m for l in self.outputs.layers for m in l.modules()]
                 self.pruning_ratio_dict = {m: _LiveTarget(self, m) for m in self.pruning_ratio_dict}
                 self.per_step_head_pruning_ratio = self.per_step_pruning_ratio = _LiveTarget(self)   # also roots of customized types (Conv1D): torch-pruning keeps them out of pruning_ratio_dict
@@ -247,7 +247,7 @@ def prune_to(self:DependencyPruner, progress:float) -> list:
     self.importance.cache = {}
     self.head_target = progress * self.ratio
     try:
-        sizes, heads = record_sizes(self.model) + self.split_sizes, dict(self.num_heads)
+        sizes, heads = record_sizes(self.model) + self.piece_widths, dict(self.num_heads)
         # the first prune runs under the time limit; later ones walk the same graph with fewer channels (and save a thread start each)
         with time_limit(None if self.pruned_once else self.time_limits['pruning'], 'pruning'):
             if self.global_ratio_mode: moved = (self._prune_global if self.target == 'channels' else self._prune_global_budget)(progress)
