@@ -10,16 +10,20 @@ import torch.nn as nn
 from .granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES
 
 # %% auto #0
-__all__ = ['as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs', 'model_size_mb',
-           'split_batch']
+__all__ = ['map_tensors', 'as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs',
+           'model_size_mb', 'split_batch', 'smaller_inputs']
 
 # %% ../../nbs/02_core.measure.ipynb #ed9955c0
+def map_tensors(f, x):
+    "`x` with `f` applied to every tensor in it, recursively through tuples, lists and dicts"
+    if isinstance(x, torch.Tensor): return f(x)
+    if isinstance(x, (tuple, list)): return type(x)(map_tensors(f, o) for o in x)
+    if isinstance(x, dict): return {k: map_tensors(f, v) for k, v in x.items()}
+    return x
+
 def as_plain(x):
     "Strip tensor subclasses (fastai's `TensorImage`...) from `x`, recursively through tuples, lists and dicts"
-    if isinstance(x, torch.Tensor): return x.as_subclass(torch.Tensor)
-    if isinstance(x, (tuple, list)): return type(x)(as_plain(o) for o in x)
-    if isinstance(x, dict): return {k: as_plain(v) for k, v in x.items()}
-    return x
+    return map_tensors(lambda t: t.as_subclass(torch.Tensor), x)
 
 def call_model(model:nn.Module, inputs):
     "Call `model` on `inputs`: a tensor, a tuple of positional inputs, or a dict of keyword inputs"
@@ -75,3 +79,16 @@ def split_batch(batch, # A batch: a tuple `(*inputs, *targets)`, or a lone tenso
     "`(inputs, targets)` of `batch`, each a tuple"
     batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
     return batch[:n_inp], batch[n_inp:]
+
+# %% ../../nbs/02_core.measure.ipynb #a7c31e03
+def smaller_inputs(inputs, # A tensor, or a tuple, list or dict of them
+                   side:int=32, # No spatial dim is cut below this
+                  ):
+    "`inputs` with each float tensor's dims past (batch, channels) cut to a quarter, not below `side`; None if the inputs shrink less than 4×"
+    sizes = []
+    def cut(t):
+        small = t[(slice(None), slice(None), *(slice(0, min(s, max(side, s // 4))) for s in t.shape[2:]))].contiguous() if t.is_floating_point() and t.dim() >= 3 else t
+        sizes.append((t.numel(), small.numel()))
+        return small
+    small = map_tensors(cut, as_plain(inputs))
+    return small if 4 * sum(s for _, s in sizes) <= sum(n for n, _ in sizes) else None

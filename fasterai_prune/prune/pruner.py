@@ -14,7 +14,7 @@ from ..core.budget import check_target, channel_block
 from ..core.ratio import check_percent, resolve_layer_ratios, module_names, check_int, check_choice, find_layer
 from ..core.criteria import Criteria, large_final, check_criteria, calibrate as calibrate_criteria
 from ..core.schedule import Schedule, lin, check_schedule
-from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, call_model
+from ..core.measure import as_plain, count_params, count_layer_macs, eval_mode, call_model, smaller_inputs
 from ..core.learner import model_of, is_learner, example_inputs_of, is_wrapped
 from .distributed import rewrap, check_same_on_all_ranks, pruning_plan
 from ..core.callback import ScheduledCallback
@@ -23,7 +23,7 @@ from ..core.granularity import CONV_TYPES
 from ..tp.planner import DependencyPruner
 from ..tp.importance import CriteriaImportance
 from ..tp.trace import default_example_inputs, Outputs, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
-from ..tp.trace import failing_node, recording_forward, block_of
+from ..tp.trace import failing_node, recording_forward, block_of, RaisedIn
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads
 from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
@@ -285,6 +285,19 @@ class Breakage(NamedTuple):
     near: tuple=() # Layers that ran last before it showed, named when `layers` names none
     at: nn.Module|None=None # The layer that was fed the wrong width, kept itself once the layers feeding it are
 
+def _same_main_output(shapes:list, dense:list) -> bool:
+    "Whether the first output has the dense model's shape past its first dim"
+    return [s[1:] for s in shapes[:1]] == [s[1:] for s in dense[:1]]
+
+@patch
+def _run_pruned(self:Pruner) -> RaisedIn:
+    "The pruned model run on `smaller_inputs` if they give the dense output shape (a sixteenth of the work on images), else on the example inputs"
+    small = smaller_inputs(self.example_inputs)
+    if small is not None:
+        quick = module_raising(self.model, small)
+        if quick.error is None and _same_main_output(quick.shapes, self.output_shapes): return quick
+    return module_raising(self.model, self.example_inputs)
+
 @patch
 def _check_pruned(self:Pruner) -> Breakage|None:
     "What is wrong with the model just pruned, if anything"
@@ -299,7 +312,7 @@ def _check_pruned(self:Pruner) -> Breakage|None:
             n = self.graph.channels(root, fn)
             if n is not None and n < keep - (self.round_to or 1) + 1: short.append((root, n, keep))
         if short: return Breakage(f"layer '{names.get(short[0][0], type(short[0][0]).__name__)}' kept {short[0][1]} channels where {short[0][2]} were asked", [s[0] for s in short])
-    where = module_raising(self.model, self.example_inputs)
+    where = self._run_pruned()
     if where.error is not None:   # a conv or linear raising was fed the wrong width: blame the layers feeding it
         layers = [] if where.module is None else graph_inputs(self.graph.DG, where.module) if isinstance(where.module, (*CONV_TYPES, nn.Linear)) else [where.module]
         at = f" in '{names[where.module]}' ({type(where.module).__name__})" if names.get(where.module) else ''
@@ -307,7 +320,7 @@ def _check_pruned(self:Pruner) -> Breakage|None:
                         layers or [where.module] if where.module is not None else [], () if where.last is None else (where.last,), where.module)
     # the main output only (caches and hidden states may narrow with the model), past its first dim: the batch, which
     # pruning cannot change, or a count that depends on the values (a detector's boxes above its score threshold)
-    if [s[1:] for s in where.shapes[:1]] != [s[1:] for s in self.output_shapes[:1]]:
+    if not _same_main_output(where.shapes, self.output_shapes):
         return Breakage(f"the output shape changed from {self.output_shapes[:1]} to {where.shapes[:1]}", [])
     return None
 
