@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent/'tools'))
 from site_pages import ROOT, for_site, public_modules, read_all, repo_to_site
-from save_outputs import clean_outputs, drop_time_column, drop_time_text, is_timing, runs
+from save_outputs import clean_outputs, drop_time_column, drop_time_text, drop_warnings, is_timing, runs
 
 SITE = ROOT/'_site'
 
@@ -50,7 +50,9 @@ def test_site_notebooks_drop_hidden_cells_and_directives():
 
 def test_timing_rule():
     assert [is_timing(s) for s in ['# timing\nprint(t)', '#| timing\nx', '%time f()', '%%timeit\nf()', 'print(1)',
-                                   '# timings are elsewhere']] == [True, True, True, True, False, False]
+                                   '# timings are elsewhere', '# timing: prints seconds\nprint(t)']] == [True, True, True, True, False, False, True]
+    warned = 'a/learner.py:455: UserWarning: uses pickle\nOnly load files you trust.\n  warn("uses pickle")\nkept\n'   # a message on two lines
+    assert drop_warnings(warned) == 'kept\n'
     assert [runs(s, slow=False) for s in ['#| slow\nx', '#| eval: false\nx', '#| export\nx']] == [False, False, True]
     assert runs('#| slow\nx', slow=True)
     assert drop_time_text("[0, 0.77, 0.19, '00:25']\n") == '[0, 0.77, 0.19]\n'

@@ -27,7 +27,7 @@ import argparse, copy, json, os, re, subprocess, sys, time, traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_TIMING = re.compile(r'^\s*(#\s*timing\s*$|#\|\s*timing\b|%%?(time|timeit|prun)\b)', re.M)
+_TIMING = re.compile(r'^\s*(#\s*timing\b|#\|\s*timing\b|%%?(time|timeit|prun)\b)', re.M)
 _PROGRESS = re.compile(r'<progress[^>]*>.*?</progress>|<progress[^>]*/?>', re.S)
 _ROW = re.compile(r'<tr[^>]*>.*?</tr>', re.S)
 _CELL = re.compile(r'<t[hd][^>]*>.*?</t[hd]>', re.S)
@@ -84,7 +84,7 @@ def drop_time_text(text:str) -> str:
     return '\n'.join(lines)
 
 
-_WARNING = re.compile(r'^\S.*:\d+: \w*Warning: .*\n(?:[ \t]+.*\n?)*', re.M)  # a warning and its indented source line
+_WARNING = re.compile(r'^\S.*:\d+: \w*Warning: (?:.*\n)*?[ \t]+\S.*\n?', re.M)  # a warning (its message may span lines) up to its indented source line
 
 
 def drop_warnings(text:str) -> str:
