@@ -43,17 +43,19 @@ TASKS = {  # data, model, example input, epochs, lr, channel-ratio sweeps (ours,
                     epochs=6, lr=1e-2, ours=[15, 35, 55, 72, 84, 90], old=[15, 35, 55, 72, 84, 90]),
 }
 
+OURS_KW = {}   # options of fasterai_prune's PruneCallback set on the command line (`--min-interval`)
+
 def callback(lib:str, ratio:float, x1:tuple):
     if lib == 'macs':   # a budget: `ratio` is the percent of the MACs to remove
         from fasterai_prune.prune.prune_callback import PruneCallback
         from fasterai_prune.core.schedule import agp
         from fasterai_prune.core.criteria import large_final
-        return PruneCallback(ratio, 'global', large_final, agp, target='macs')
+        return PruneCallback(ratio, 'global', large_final, agp, target='macs', **OURS_KW)
     if lib in ('ours', 'nobn'):   # nobn: without the BatchNorm restart after each prune (`restart_bn=0`), as before issue 12
         from fasterai_prune.prune.prune_callback import PruneCallback
         from fasterai_prune.core.schedule import agp
         from fasterai_prune.core.criteria import large_final
-        return PruneCallback(ratio, 'global', large_final, agp, restart_bn=10 if lib == 'ours' else 0)
+        return PruneCallback(ratio, 'global', large_final, agp, restart_bn=10 if lib == 'ours' else 0, **OURS_KW)
     from fasterai.prune.prune_callback import PruneCallback
     from fasterai.core.schedule import agp
     from fasterai.core.criteria import large_final
@@ -120,7 +122,9 @@ def main():
                     help="macs (ours, target='macs' at each budget), ours (channel-ratio sweep), old (fasterai 0.4.1), "
                          "nobn (ours without the BatchNorm restart after each prune: restart_bn=0)")
     ap.add_argument('--threads', type=int, default=1, help='torch threads (1: least hurt by a shared, oversubscribed CPU)')
+    ap.add_argument('--min-interval', type=float, default=None, help="fasterai_prune's `min_interval` (percent of training between prunes); default: the library's")
     args = ap.parse_args()
+    if args.min_interval is not None: OURS_KW['min_interval'] = args.min_interval
     torch.set_num_threads(args.threads)
     if args.quick: args.seeds, args.tasks = args.seeds[:1], ['digits']
     libs = list(args.libs)

@@ -88,14 +88,13 @@ def fit_digits_85(seed=0, **cb_kw):
     finally: torch.set_num_threads(threads)
 
 def test_batchnorm_restart_recovers_accuracy():
-    "Issue 12: stale BatchNorm statistics after the last prunes. Measured on seed 0: 0.816 with the restart, 0.521 without"
+    "Issue 12: stale BatchNorm statistics after the last prunes. Measured on seed 0: 0.875 with the restart, 0.089 without"
     assert fit_digits_85() > 0.75
 
 @pytest.mark.slow
 def test_without_batchnorm_restart_accuracy_collapses():
-    "The bound above is one the old behaviour (`restart_bn=0`) fails: on seed 1, 0.114 without the restart, 0.877 with"
-    assert fit_digits_85(1, restart_bn=0) < 0.5
-    assert fit_digits_85(1) > 0.75
+    "The bound above is one the old behaviour (`restart_bn=0`) fails"
+    assert fit_digits_85(restart_bn=0) < 0.5
 
 def test_batchnorm_statistics_restart_at_each_prune():
     "After fit: the statistics count only the batches since the last prune, and each BatchNorm has its own momentum back"

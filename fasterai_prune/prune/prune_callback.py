@@ -28,7 +28,7 @@ class ScheduledPruning:
     "Drive a `Pruner` along a `Schedule` of training progress"
     def __init__(self, pruner:Pruner, # The pruner to drive
                  schedule:Schedule, # Maps the fraction of training done to progress towards the ratio
-                 min_interval:float=8., # Least share of training (percent) between two prunes
+                 min_interval:float=4., # Least share of training (percent) between two prunes
                  start:float=0., # Progress the model had already reached (a resumed fit): the pruner's ratio is what remains
                 ):
         check_percent(min_interval, 'min_interval')
@@ -97,7 +97,7 @@ class PruneCallback(ScheduledCallback):
                  context:str='local', # 'local': the same share in every layer; 'global': ranked across layers
                  criteria:Criteria|str=large_final, # Scores channels, higher is kept: a `Criteria` or its name
                  schedule:Schedule|str=agp, # Progress towards the ratio along training: a `Schedule` or its name
-                 min_interval:float=8., # Least share of training (percent) between two prunes
+                 min_interval:float=4., # Least share of training (percent) between two prunes
                  epochs:int|None=None, # Epochs the schedule spans over consecutive fits (e.g. `f + e` of `fine_tune`); default: the first fit
                  recalibrate_bn:int=0, # Batches to re-estimate BatchNorm statistics on before validating an epoch that pruned
                  restart_bn:int=10, # After each prune, BatchNorm statistics restart, averaged over this many training batches (0: off)
