@@ -87,7 +87,8 @@ def smaller_inputs(inputs, # A tensor, or a tuple, list or dict of them
     "`inputs` with each float tensor's dims past (batch, channels) cut to a quarter, not below `side`; None if the inputs shrink less than 4×"
     sizes = []
     def cut(t):
-        small = t[(slice(None), slice(None), *(slice(0, min(s, max(side, s // 4))) for s in t.shape[2:]))].contiguous() if t.is_floating_point() and t.dim() >= 3 else t
+        spatial = t.shape[2:] if t.is_floating_point() and t.dim() >= 3 else ()   # token ids, masks and flat features stay whole
+        small = t[(slice(None), slice(None), *(slice(0, min(s, max(side, s // 4))) for s in spatial))].contiguous() if spatial else t
         sizes.append((t.numel(), small.numel()))
         return small
     small = map_tensors(cut, as_plain(inputs))
