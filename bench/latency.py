@@ -8,12 +8,12 @@ For each model, the channel ratio (local context, large_final) that keeps about 
 bisection with fasterai_prune's `Pruner`; fasterai 0.4.1 is run at the same channel ratio (local). Variants:
   dense / pruned           eager PyTorch, contiguous (NCHW) memory
   +fold                    BatchNorms folded into the convs (`deploy.fold_bn`)
-  +fold+cl                 ... and channels_last memory format for weights and input
+  +fold+cl                 ... and channels_last memory format for weights and input (dense, pruned, r16 and lat)
   r8+fold                  pruned with round_to=8 (channel counts multiples of 8), folded, at the channel ratio that
                            keeps `--macs-kept`% of the MACs with that rounding (its own bisection)
   r16+fold                 the same with round_to=16 (oneDNN's and onnxruntime's blocked layouts take 16 fp32
                            channels per AVX-512 register)
-  lat+fold                 (models of `--latency-models`) pruned with target='latency' (round_to='auto': 8) to remove as
+  lat+fold                 (models of `--latency-models`) pruned with target='latency' (round_to='auto': `channel_block()`, 16 on AVX-512) to remove as
                            much latency as MACs are removed (100 - `--macs-kept` percent), planned on per-layer latencies
                            measured at batch `--batch`; folded. Its ratio is against its own MACs speedup
   ort                      onnxruntime (CPU, same thread count, pool threads not spinning between runs) on the folded
@@ -179,7 +179,7 @@ def main():
             r, k = ratio_for(name, args.macs_kept, x1, d_macs, round_to=rt)
             print(f"round_to={rt}: channel ratio {r:.2f}% keeps {k:.1f}% of the MACs")
             models[f'pruned r{rt}'] = ours(name, r, x1, round_to=rt)
-        if name in args.latency_models: models['pruned lat'] = ours(name, 100 - args.macs_kept, x, target='latency')
+        if name in args.latency_models: models['pruned lat'] = ours(name, 100 - args.macs_kept, x, round_to='auto', target='latency')
         if have_041:
             try: models['0.4.1'] = fasterai_041(name, ratio, x1)
             except Exception as e: print(f"fasterai 0.4.1 failed on {name}: {type(e).__name__}: {str(e)[:150]}")
@@ -187,7 +187,7 @@ def main():
         for k, m in models.items():
             if k in ('dense', 'pruned'): variants[k] = (m, x)
             variants[k + '+fold'] = (folded(m, x1), x)
-            if k in ('dense', 'pruned'): variants[k + '+fold+cl'] = (channels_last(variants[k + '+fold'][0]), x.contiguous(memory_format=torch.channels_last))
+            if k in ('dense', 'pruned', 'pruned r16', 'pruned lat'): variants[k + '+fold+cl'] = (channels_last(variants[k + '+fold'][0]), x.contiguous(memory_format=torch.channels_last))
         runners = {k: torch_runner(m, xx) for k, (m, xx) in variants.items()}
         if have_ort:
             for k in models:
@@ -210,7 +210,7 @@ def main():
         if args.profile: amdahl(variants['dense+fold'][0], variants['pruned+fold'][0], x, x1, ratio)
     print("\n| model | variant | MACs speedup | wall speedup | wall / MACs | CPU speedup | CPU / MACs |\n|---|---|---:|---:|---:|---:|---:|")
     for name, k, ms, ls, cs in summary:
-        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned r16+fold', 'pruned ort', 'pruned r8 ort', 'pruned r16 ort', 'pruned lat+fold', 'pruned lat ort', '0.4.1+fold', '0.4.1 ort'):
+        if k in ('pruned', 'pruned+fold', 'pruned+fold+cl', 'pruned r8+fold', 'pruned r16+fold', 'pruned r16+fold+cl', 'pruned lat+fold+cl', 'pruned ort', 'pruned r8 ort', 'pruned r16 ort', 'pruned lat+fold', 'pruned lat ort', '0.4.1+fold', '0.4.1 ort'):
             print(f"| {name} | {k} | {ms:.2f}× | {ls:.2f}× | {ls / ms:.2f} | {cs:.2f}× | {cs / ms:.2f} |")
     print("anchor: latency speedup >= 0.9 × MACs speedup (ratio >= 0.90) for resnet50 and mobilenet_v3_large")
 
