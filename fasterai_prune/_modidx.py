@@ -938,6 +938,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                      'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner._allocate_budget': ( 'tp.planner.html#dependencypruner._allocate_budget',
                                                                                                             'fasterai_prune/tp/planner.py'),
+                                           'fasterai_prune.tp.planner.DependencyPruner._close_budget_gap': ( 'tp.planner.html#dependencypruner._close_budget_gap',
+                                                                                                             'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner._get_channel_groups': ( 'tp.planner.html#dependencypruner._get_channel_groups',
                                                                                                                'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner._global_plan': ( 'tp.planner.html#dependencypruner._global_plan',

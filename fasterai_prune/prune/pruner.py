@@ -246,6 +246,9 @@ def prune_to(self:Pruner, progress:float, # Fraction of the way to the ratio, in
         raise ValueError(f"pruning {type(self.model).__name__} with torch-pruning gave a broken model ({problem.message}); "
                          f"the model was restored unchanged. {self._blame(problem)}")
     self.verified = True
+    if self.verbose and self.target == 'latency' and self.graph.measured_share is not None and self.progress >= 1:   # the measured figure, whatever it is
+        before, share = self.graph.total0, self.graph.measured_share
+        print(f"Latency measured: {1e3 * before:.2f} → {1e3 * before * share:.2f} ms ({100 * share:.1f}% kept, {100 - self.ratio:g}% asked)")
     self._remap_state(moved)
     opt = opt if opt is not None else self.opt if self.opt is not None else getattr(self.learn, 'opt', None)
     remap_optimizer(opt, moved)
