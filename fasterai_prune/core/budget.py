@@ -12,8 +12,8 @@ from .measure import count_layer_macs, eval_mode, call_model, as_plain
 from .ratio import check_choice
 
 # %% auto #0
-__all__ = ['TARGETS', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'layer_latency', 'measure_latency',
-           'channel_block', 'Member', 'kept_share', 'removals_for_budget', 'budget_progress']
+__all__ = ['TARGETS', 'MODEL_REST', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'layer_latency',
+           'measure_latency', 'channel_block', 'Member', 'kept_share', 'removals_for_budget', 'budget_progress']
 
 # %% ../../nbs/07_core.budget.ipynb #44bc37a7
 TARGETS = ('channels', 'params', 'macs', 'latency')
@@ -73,20 +73,28 @@ def median_seconds(fn, # Called with no argument
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
+MODEL_REST = 'the rest of the model'   # key of a latency `costs` table for the time its layers do not account for, which no prune removes
+
 @torch.no_grad()
-def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed runs first
-                  repeats:int=10, # Timed runs; the median is kept
+def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed passes first
+                  repeats:int=10, # Timed passes; the median is kept
                  ) -> dict:
-    "`{layer: seconds}`: the median time of each conv and linear layer of `model` on its own input"
-    if not torch.device(next(model.parameters()).device).type in ('cpu', 'cuda'):
-        raise ValueError(f"latency can only be measured on CPU or CUDA, not on {next(model.parameters()).device}")
-    inputs = {}
-    hs = [m.register_forward_pre_hook(lambda m, i: inputs.setdefault(m, i)) for m in model.modules() if isinstance(m, _CONV_LINEAR)]
+    "`{layer: seconds}`: each conv and linear layer's time inside whole forward passes (its pre-hook to its hook), the median over passes"
+    device = next(model.parameters()).device
+    if device.type not in ('cpu', 'cuda'): raise ValueError(f"latency can only be measured on CPU or CUDA, not on {device}")
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    layers, starts, passes, x = [m for m in model.modules() if isinstance(m, _CONV_LINEAR)], {}, [], as_plain(example_inputs)
+    def start(m, args): sync(); starts[m] = time.perf_counter()
+    def stop(m, args, out): sync(); passes[-1][m] = passes[-1].get(m, 0.) + time.perf_counter() - starts[m]   # a layer called twice: both
+    hs = [m.register_forward_pre_hook(start) for m in layers] + [m.register_forward_hook(stop) for m in layers]
     try:
-        with eval_mode(model): call_model(model, as_plain(example_inputs))
+        with eval_mode(model):
+            for i in range(warmup + repeats):
+                if i == warmup: passes.clear()
+                passes.append({}); call_model(model, x)
     finally:
         for h in hs: h.remove()
-    with eval_mode(model): return {m: median_seconds(lambda: m(*inp), warmup, repeats, inp[0].is_cuda) for m, inp in inputs.items()}
+    return {m: statistics.median(p.get(m, 0.) for p in passes) for m in layers if m in passes[-1]}
 
 # %% ../../nbs/07_core.budget.ipynb #9d9afd28
 @torch.no_grad()

@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .importance import CriteriaImportance
 from .tracked import tracked_prune, chain_moves
 import warnings
-from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, removals_for_budget
+from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, removals_for_budget, LayerCost, MODEL_REST
 from .measure import count_ops
 from .trace import time_limit, ClosureGraph, LayerError, concat_recording, outputs_recording, split_recording
 from .registry import default_custom_ops
@@ -279,6 +279,8 @@ def set_budget(self:DependencyPruner, target:str, # One of `core.budget.TARGETS`
                                                     len(idxs) / max(len(g[0].idxs), 1)) for dep, idxs in g if dep.target.module in self.costs]
                     for g in self._all_groups()}
     self.total0 = self.measure_target()
+    if latency is not None:   # what the layers' own times leave out (activations, additions, dispatch) stays whatever is pruned
+        self.costs[MODEL_REST] = LayerCost(1, 1, False, 0, 0, max(self.total0 - sum(latency.values()), 0.))
     lowest = self.lowest_share()
     if 1 - self.ratio < lowest - 1e-9:
         raise ValueError(f"a budget of {100 * (1 - self.ratio):.1f}% of the {target} kept cannot be met without emptying a layer: "
