@@ -385,10 +385,10 @@ def prune_budget(self:DependencyPruner, progress:float) -> list:
     # a latency is measured at the schedule's end only: each measure runs the whole model a dozen times
     if self.target == 'channels' or (self.target == 'latency' and progress < 1): return moved
     goal = 1 - progress * self.ratio
-    if self.target != 'latency': moved = self._close_budget_gap(moved, progress, goal)   # a timing moves too much to steer more prunes
+    if self.target != 'latency': moved = self._close_budget_gap(moved, progress, goal)   # not a latency: a timing moves too much to steer more prunes
     self.measured_share = kept = self.measure_target() / self.total0
     if kept - goal > (LATENCY_SLACK if self.target == 'latency' else 0.01):
-        why = ("the plan times conv and linear layers alone; activations, additions and per-op dispatch do not shrink with the channels"
+        why = ("the plan times layers once, and a timing moves by several points from run to run; the time the layers leave out is planned as fixed, which it may not be"
                if self.target == 'latency' else "the layers left are those torch-pruning keeps whole (see `groups`)")
         warnings.warn(f"the {self.target} budget was not met: {100 * kept:.1f}% kept (measured) where {100 * goal:.1f}% was asked; {why}")
     return moved

@@ -472,10 +472,9 @@ def concat_recording(forward_fn, # torch-pruning's `forward_fn(model, inputs)`; 
 
 @patch
 def use_concat_sizes(self:ClosureGraph, sizes:dict):
-    "Give the graph's concatenations the sizes recorded while tracing, and map indices again"
-    cats = [n for n in self.module2node.values() if n.type == tp.ops.OPTYPE.CONCAT and n.grad_fn in sizes]
-    for n in cats: n.module.concat_sizes = list(sizes[n.grad_fn])
-    if cats: self.map_indices()
+    "Give the graph's concatenations the sizes recorded while tracing (`map_indices` then maps with them)"
+    for n in self.module2node.values():
+        if n.type == tp.ops.OPTYPE.CONCAT and n.grad_fn in sizes: n.module.concat_sizes = list(sizes[n.grad_fn])
     return self
 
 @patch
@@ -505,7 +504,8 @@ def split_recording(forward_fn, # torch-pruning's `forward_fn(model, inputs)`; N
         stack = []
         mods = [m for m in model.modules() if not type(m).__module__.startswith('torch.')]
         hs = [m.register_forward_pre_hook(lambda m, args: stack.append(m)) for m in mods]
-        hs += [m.register_forward_hook(lambda m, args, out: stack.pop() and None, always_call=True) for m in mods]
+        def leave(m, args, out): stack.pop()   # returns None: the module's output is left as it is
+        hs += [m.register_forward_hook(leave, always_call=True) for m in mods]
         try:
             with SplitOwners(owners, stack): return forward_fn(model, inputs) if forward_fn is not None else call_model(model, inputs)
         finally:
