@@ -15,8 +15,8 @@ from fastai.data.load import DataLoader
 from .core.ratio import check_int
 
 # %% auto #0
-__all__ = ['digits_tensors', 'DigitsDataset', 'digits_dls', 'conv_bn', 'ResBlock', 'digits_cnn', 'mnist1d_arrays', 'mnist1d_dls',
-           'conv_bn_1d', 'mnist1d_cnn']
+__all__ = ['digits_tensors', 'DigitsDataset', 'seeded', 'digits_dls', 'conv_bn', 'ResBlock', 'digits_cnn', 'mnist1d_arrays',
+           'mnist1d_dls', 'conv_bn_1d', 'mnist1d_cnn']
 
 # %% ../nbs/09_data.ipynb #5bae8226
 def digits_tensors(size:int=16, # Side of the square images
@@ -34,23 +34,30 @@ class DigitsDataset(TensorDataset):
     "A `TensorDataset` that fastai can empty for `Learner.export`"
     def new_empty(self): return type(self)(*(t[:0] for t in self.tensors))
 
+# %% ../nbs/09_data.ipynb #d4a1e5e1
+def seeded(dl:DataLoader, seed:int) -> DataLoader:
+    "`dl` with its own shuffling generator seeded with `seed` (fastai's otherwise draws from Python's global `random`)"
+    check_int(seed, 'seed', minimum=0)
+    dl.rng = random.Random(seed)
+    return dl
+
 # %% ../nbs/09_data.ipynb #b26d4429
 def digits_dls(size:int=16, # Side of the square images
                bs:int=64, # Batch size
                valid_pct:float=0.2, # Share of images kept for validation
-               seed:int=42, # Seed of the train/valid split and of shuffling
+               seed:int=42, # Seed of the train/valid split and of the training set's shuffling
                device=None, # Device of the batches; default: fastai's default device
               ) -> DataLoaders:
     "fastai `DataLoaders` over the digits, split once with `seed`"
+    check_int(bs, 'bs')
     if not 0 < valid_pct < 1: raise ValueError(f"`valid_pct` must be in (0, 1), got {valid_pct!r}")
     x, y = digits_tensors(size)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=g)
     n_valid = int(len(x) * valid_pct)
     vi, ti = idx[:n_valid], idx[n_valid:]
-    train = DataLoader(DigitsDataset(x[ti], y[ti]), bs=bs, shuffle=True, drop_last=True, seed=seed)
-    valid = DataLoader(DigitsDataset(x[vi], y[vi]), bs=bs * 2)
-    return DataLoaders(train, valid, device=device)
+    train = seeded(DataLoader(DigitsDataset(x[ti], y[ti]), bs=bs, shuffle=True, drop_last=True), seed)
+    return DataLoaders(train, DataLoader(DigitsDataset(x[vi], y[vi]), bs=bs * 2), device=device)
 
 # %% ../nbs/09_data.ipynb #0ca7c8d0
 def conv_bn(ni:int, nf:int, stride:int=1) -> nn.Sequential:
@@ -85,13 +92,14 @@ def mnist1d_arrays() -> dict:
     return {k: d[k] for k in ('x', 'y', 'x_test', 'y_test')}
 
 def mnist1d_dls(bs:int=100, # Batch size
-                seed:int=0, # Seed of shuffling
+                seed:int=0, # Seed of the training set's shuffling
                 device=None, # Device of the batches; default: fastai's default device
                ) -> DataLoaders:
     "fastai `DataLoaders` over mnist1d: signals `[bs, 1, 40]`, labels 0–9; the validation set is its test set"
+    check_int(bs, 'bs')
     d = mnist1d_arrays()
     ds = lambda x, y: DigitsDataset(torch.tensor(x, dtype=torch.float32)[:, None], torch.tensor(y, dtype=torch.long))
-    return DataLoaders(DataLoader(ds(d['x'], d['y']), bs=bs, shuffle=True, drop_last=True, seed=seed),
+    return DataLoaders(seeded(DataLoader(ds(d['x'], d['y']), bs=bs, shuffle=True, drop_last=True), seed),
                        DataLoader(ds(d['x_test'], d['y_test']), bs=bs * 5), device=device)
 
 def conv_bn_1d(ni:int, nf:int, k:int=3, stride:int=1) -> nn.Sequential:

@@ -183,7 +183,7 @@ def _local_rows(model, ratios, evalset, recal, base, kw) -> list:
     "Each group alone: one copy and one Pruner per group, pruned through the ratios"
     probe = copy.deepcopy(model)
     names = module_names(probe)
-    layers = [(names[g[0]], g[2]) for g in Pruner(probe, 50, 'local', **kw).graph.groups]
+    layers = [(names[g.root], g.channels) for g in Pruner(probe, 50, 'local', **kw).graph.groups]
     del probe
     rows = []
     for layer, n0 in layers:
@@ -197,7 +197,7 @@ def _global_rows(model, ratios, evalset, recal, base, kw) -> list:
     "All groups ranked together: one copy and one Pruner, pruned through the ratios"
     m = copy.deepcopy(model)
     pr = Pruner(m, max(ratios), 'global', **kw)
-    roots = [g[0] for g in pr.graph.groups]
+    roots = [g.root for g in pr.graph.groups]
     total = sum(out_channels(r) for r in roots)
     kept = lambda: (total, sum(out_channels(r) for r in roots))
     return _prune_and_measure(m, pr, ratios, evalset, recal, '(all, global)', kept, base)

@@ -18,17 +18,22 @@ def batchnorms(model:nn.Module) -> list:
     "The BatchNorm layers of `model` that keep running statistics"
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
+def _statistics(bns:list) -> dict:
+    "Copies of the running statistics of `bns`, to put back if a re-estimation fails"
+    return {bn: (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in bns}
+
 @torch.no_grad()
 def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-estimated, in place
                    batches, # Iterable of batches: tensors, or tuples whose first element is the input
                    n_batches:int|None=None, # Use at most this many batches
                    n_inp:int=1, # How many leading elements of a batch are inputs (fastai's `dls.n_inp`, 2 for tabular data)
                   ) -> nn.Module:
-    "Re-estimate the running statistics of every BatchNorm layer of `model` on `batches`"
+    "Re-estimate the running statistics of every BatchNorm layer of `model` on `batches`; on failure they are left as they were"
     if n_batches is not None: check_int(n_batches, 'n_batches')
+    check_int(n_inp, 'n_inp')
     bns = batchnorms(model)
     if not bns: return model
-    momenta = {bn: bn.momentum for bn in bns}
+    momenta, saved = {bn: bn.momentum for bn in bns}, _statistics(bns)
     device = next(model.parameters()).device
     n = 0
     try:
@@ -38,9 +43,13 @@ def recalibrate_bn(model:nn.Module, # Model whose BatchNorm statistics are re-es
                 if n_batches is not None and n >= n_batches: break
                 xs = batch_inputs(b, n_inp)
                 call_model(model, tuple(x.to(device) for x in xs) if isinstance(xs, tuple) else xs.to(device)); n += 1
+        if n == 0: raise ValueError("`batches` is empty: give at least one batch")
+    except BaseException:
+        for bn, stats in saved.items():
+            for buf, v in zip((bn.running_mean, bn.running_var, bn.num_batches_tracked), stats): buf.copy_(v)
+        raise
     finally:
         for bn, mo in momenta.items(): bn.momentum = mo
-    if n == 0: raise ValueError("`batches` is empty: give at least one batch")
     return model
 
 # %% ../../nbs/08_core.batchnorm.ipynb #b4f51519

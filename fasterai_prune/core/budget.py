@@ -9,7 +9,7 @@ import math, statistics, time
 import torch
 import torch.nn as nn
 from .measure import count_layer_macs, eval_mode, call_model, as_plain
-from .ratio import check_choice
+from .ratio import check_choice, check_int
 
 # %% auto #0
 __all__ = ['TARGETS', 'MODEL_REST', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'layer_latency',
@@ -40,6 +40,7 @@ def _sides(m:nn.Module) -> tuple|None:
         n_in, n_out = (m.in_channels, m.out_channels) if isinstance(m, nn.modules.conv._ConvNd) else (m.in_features, m.out_features)
         depthwise = getattr(m, 'groups', 1) > 1 and getattr(m, 'groups', 1) == n_in
         return n_in, n_out, not depthwise
+    if isinstance(m, nn.Embedding): return m.embedding_dim, m.embedding_dim, False   # its weight is [vocabulary, features]
     w = getattr(m, 'weight', None)
     if isinstance(w, torch.Tensor) and w.dim() >= 1: return w.shape[0], w.shape[0], False
     return None
@@ -64,6 +65,7 @@ def median_seconds(fn, # Called with no argument
                    cuda:bool=False, # Synchronize CUDA around each call
                   ) -> float:
     "Median seconds of `fn()` over `repeats` calls, after `warmup` calls"
+    check_int(warmup, 'warmup', minimum=0); check_int(repeats, 'repeats')
     for _ in range(warmup): fn()
     times = []
     for _ in range(repeats):
@@ -80,6 +82,7 @@ def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed passe
                   repeats:int=10, # Timed passes; the median is kept
                  ) -> dict:
     "`{layer: seconds}`: each conv and linear layer's time inside whole forward passes (its pre-hook to its hook), the median over passes"
+    check_int(warmup, 'warmup', minimum=0); check_int(repeats, 'repeats')
     device = next(model.parameters()).device
     if device.type not in ('cpu', 'cuda'): raise ValueError(f"latency can only be measured on CPU or CUDA, not on {device}")
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)

@@ -15,15 +15,16 @@ from .measure import as_plain, eval_mode, split_batch
 # %% auto #0
 __all__ = ['large_final', 'small_final', 'squared_final', 'random', 'large_init', 'small_init', 'large_init_large_final',
            'small_init_small_final', 'magnitude_increase', 'movement', 'updating_magnitude_increase',
-           'updating_movement', 'updating_movmag', 'taylor', 'hessian', 'wanda', 'criterias', 'Criteria', 'calibrate',
-           'check_criteria']
+           'updating_movement', 'updating_movmag', 'taylor', 'hessian', 'wanda', 'criterias', 'Criteria',
+           'check_criteria', 'calibrate']
 
 # %% ../../nbs/03_core.criteria.ipynb #47937797
 _REDUCERS = {'mean': lambda s, d: s.mean(dim=d, keepdim=True), 'sum': lambda s, d: s.sum(dim=d, keepdim=True),
              'max': lambda s, d: s.amax(dim=d, keepdim=True)}
 _EPS = 1e-12
-_NORMALIZERS = {'sum': lambda s: s / (s.sum() + _EPS), 'mean': lambda s: s / (s.mean() + _EPS),
-                'max': lambda s: s / (s.max() + _EPS),
+# scaled by a magnitude, so that negative scores (`small_final`'s) keep their order
+_NORMALIZERS = {'sum': lambda s: s / (s.abs().sum() + _EPS), 'mean': lambda s: s / (s.abs().mean() + _EPS),
+                'max': lambda s: s / (s.abs().max() + _EPS),
                 'standardization': lambda s: (s - s.min()) / (s.max() - s.min() + _EPS),
                 'gaussian': lambda s: (s - s.mean()) / (s.std() + _EPS) if s.numel() > 1 else s - s.mean()}
 _STATS = ('grad', 'fisher', 'act_norm')
@@ -130,6 +131,20 @@ taylor = Criteria(_identity, stat='grad', absolute=True, name='taylor')
 hessian = Criteria(_half_square, stat='fisher', name='hessian')
 wanda = Criteria(torch.abs, stat='act_norm', name='wanda')
 
+# %% ../../nbs/03_core.criteria.ipynb #ab83d505
+criterias = {c.name: c for c in (large_final, small_final, squared_final, random, large_init, small_init,
+             large_init_large_final, small_init_small_final, magnitude_increase, movement, updating_magnitude_increase,
+             updating_movement, updating_movmag, taylor, hessian, wanda)}
+
+# %% ../../nbs/03_core.criteria.ipynb #ba4747b2
+def check_criteria(criteria, # A `Criteria`, or the name of one in `criterias`
+                   name:str='criteria', # Argument name, used in error messages
+                  ) -> Criteria:
+    "The `Criteria` that `criteria` names or is, or an error naming the argument"
+    if isinstance(criteria, str) and criteria in criterias: return criterias[criteria]
+    if isinstance(criteria, Criteria): return criteria
+    raise TypeError(f"`{name}` must be a Criteria or one of {sorted(criterias)}, got {type(criteria).__name__} {criteria!r}")
+
 # %% ../../nbs/03_core.criteria.ipynb #ee26dc7a
 @torch.no_grad()
 def _act_norms(model, layers, batches, device):
@@ -149,7 +164,6 @@ def _act_norms(model, layers, batches, device):
     return {m: {'act_norm': (sums[m] / counts[m]).sqrt()} for m in sums}
 
 def _grad_stats(model, layers, batches, loss_func, device):
-    if loss_func is None: raise ValueError("`loss_func` is required to calibrate a gradient-based criteria")
     params = [p for p in model.parameters()]
     saved = {p: p.grad for p in params}
     flags = {p: p.requires_grad for p in params}
@@ -178,8 +192,11 @@ def calibrate(criteria:Criteria, # The criteria whose `stat` is collected
               loss_func:Callable|None=None, # `loss_func(output, y)`, needed for 'grad' and 'fisher'
               layers:list|None=None, # Layers to collect for; default: every module with a `weight` of 2+ dims
              ) -> dict:
-    "Collect the statistic `criteria` needs, as `{layer: {stat: tensor}}`"
+    "Collect the statistic `criteria` (a `Criteria` or its name) needs, as `{layer: {stat: tensor}}`"
+    criteria = check_criteria(criteria)
     if criteria.stat is None: return {}
+    if criteria.stat in ('grad', 'fisher') and loss_func is None:   # before `batches` is read: an iterator stays whole
+        raise ValueError(f"`loss_func` is required to calibrate {criteria.name}, a gradient-based criteria")
     layers = layers if layers is not None else [m for m in model.modules() if isinstance(getattr(m, 'weight', None), torch.Tensor) and m.weight.dim() >= 2]
     device = next(model.parameters()).device
     batches = list(batches)
@@ -189,17 +206,3 @@ def calibrate(criteria:Criteria, # The criteria whose `stat` is collected
         for st in stats.values():
             for t in st.values(): dist.all_reduce(t); t.div_(dist.get_world_size())
     return stats
-
-# %% ../../nbs/03_core.criteria.ipynb #ab83d505
-criterias = {c.name: c for c in (large_final, small_final, squared_final, random, large_init, small_init,
-             large_init_large_final, small_init_small_final, magnitude_increase, movement, updating_magnitude_increase,
-             updating_movement, updating_movmag, taylor, hessian, wanda)}
-
-# %% ../../nbs/03_core.criteria.ipynb #ba4747b2
-def check_criteria(criteria, # A `Criteria`, or the name of one in `criterias`
-                   name:str='criteria', # Argument name, used in error messages
-                  ) -> Criteria:
-    "The `Criteria` that `criteria` names or is, or an error naming the argument"
-    if isinstance(criteria, str) and criteria in criterias: return criterias[criteria]
-    if isinstance(criteria, Criteria): return criteria
-    raise TypeError(f"`{name}` must be a Criteria or one of {sorted(criterias)}, got {type(criteria).__name__} {criteria!r}")

@@ -41,8 +41,8 @@ class Granularities:
 
     @classmethod
     def _table(cls, layer):
-        for t in reversed(list(cls.registry)):   # the most recently added (most specific) type wins
-            if isinstance(layer, t): return cls.registry[t]
+        for t in type(layer).__mro__:   # the most specific registered type wins: Conv2d's own table over a base class's
+            if t in cls.registry: return cls.registry[t]
         names = ', '.join(t.__name__ for t in cls.registry)
         raise TypeError(f"Layer type {type(layer).__name__} has no granularities (known: {names}); "
                         f"register it with `Granularities.add`")

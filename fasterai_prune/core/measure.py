@@ -5,12 +5,13 @@
 # %% ../../nbs/02_core.measure.ipynb #71d6b250
 from __future__ import annotations
 import io
+from typing import NamedTuple
 import torch
 import torch.nn as nn
 from .granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES
 
 # %% auto #0
-__all__ = ['map_tensors', 'as_plain', 'call_model', 'eval_mode', 'count_params', 'count_macs', 'count_layer_macs',
+__all__ = ['map_tensors', 'as_plain', 'call_model', 'eval_mode', 'count_params', 'ModelCost', 'count_macs', 'count_layer_macs',
            'model_size_mb', 'split_batch', 'smaller_inputs']
 
 # %% ../../nbs/02_core.measure.ipynb #ed9955c0
@@ -45,13 +46,27 @@ def count_params(model:nn.Module, only_nonzero:bool=False) -> int:
     "Number of parameters of `model` (or of nonzero ones)"
     return sum(int((p != 0).sum()) if only_nonzero else p.numel() for p in model.parameters())
 
-def count_macs(model:nn.Module, example_inputs) -> tuple:
-    "`(macs, params)` of one forward pass of `model` on `example_inputs`: conv and linear MACs, by `count_layer_macs`"
-    return int(sum(count_layer_macs(model, example_inputs).values())), count_params(model)
+class ModelCost(NamedTuple):
+    "What one forward pass of a model costs"
+    macs: int # Multiply-accumulates of the conv, linear and attention layers
+    params: int # Parameters
+
+def count_macs(model:nn.Module, example_inputs) -> ModelCost:
+    "MACs and parameters of one forward pass of `model` on `example_inputs` (MACs by `count_layer_macs`)"
+    return ModelCost(int(sum(count_layer_macs(model, example_inputs).values())), count_params(model))
+
+def _attention_macs(m:nn.MultiheadAttention, args, kwargs, out) -> int:
+    "MACs of one call of `m`: the query, key and value projections, the two attention products and the output projection"
+    q, k, v = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")[len(args):]])[:3]
+    seq, e = (1 if m.batch_first and q.dim() == 3 else 0), m.embed_dim
+    lq, lk = q.shape[seq], k.shape[seq]
+    proj = (lq * q.shape[-1] + lk * k.shape[-1] + lk * v.shape[-1]) * e + (lq + 2 * lk) * e * (m.in_proj_bias is not None)
+    out_proj = lq * e * e + lq * e * (m.out_proj.bias is not None)
+    return q.numel() // (lq * q.shape[-1]) * (proj + 2 * lq * lk * e + out_proj)
 
 @torch.no_grad()
 def count_layer_macs(model:nn.Module, example_inputs) -> dict:
-    "MACs of each conv and linear layer of `model` in one forward pass (no copy of the model), keyed by module"
+    "MACs of each conv, linear and `nn.MultiheadAttention` layer of `model` in one forward pass (no copy of the model), keyed by module"
     macs = {}
     def hook(m, inp, out):
         if isinstance(m, nn.Linear): per_out = m.in_features
@@ -59,7 +74,9 @@ def count_layer_macs(model:nn.Module, example_inputs) -> dict:
             macs[m] = macs.get(m, 0) + inp[0].numel() * m.weight[0].numel() + (out.numel() if m.bias is not None else 0); return
         else: per_out = m.weight[0].numel()   # in_channels / groups × kernel
         macs[m] = macs.get(m, 0) + out.numel() * per_out + (out.numel() if m.bias is not None else 0)
+    def attention(m, args, kwargs, out): macs[m] = macs.get(m, 0) + _attention_macs(m, args, kwargs, out)   # its projections run as functions: no linear hook sees them
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*CONV_TYPES, nn.Linear))]
+    hs += [m.register_forward_hook(attention, with_kwargs=True) for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
     try:
         with eval_mode(model): call_model(model, as_plain(example_inputs))
     finally:

@@ -5,7 +5,7 @@
 # %% ../../nbs/00_core.ratio.ipynb #00e76335
 from __future__ import annotations
 import difflib, math, operator, warnings
-from numbers import Real
+from numbers import Integral, Real
 import torch.nn as nn
 from fastcore.test import test
 
@@ -63,6 +63,7 @@ def resolve_layer_ratios(model:nn.Module, # Model the layers belong to
             if key not in names: raise ValueError(f"`{name}` has a {type(key).__name__} key that is not a submodule of the model")
             module, label = key, names[key]
         else: raise TypeError(f"`{name}` keys must be layer names or modules, got {type(key).__name__} {key!r}")
+        if module in res: raise ValueError(f"`{name}` names layer '{label}' twice (by name and as a module)")
         res[module] = check_percent(v, name, label)
     return res
 
@@ -72,11 +73,11 @@ def check_int(value, # The argument to check
               minimum:int=1, # Smallest value allowed
               below:int|None=None, # If given, `value` must be smaller than this
              ) -> int:
-    "Return `value` if it is an int in `[minimum, below)`, else raise a `ValueError` that names the argument"
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (below is not None and value >= below):
+    "`value` as an `int` if it is an integer (numpy's too) in `[minimum, below)`, else a `ValueError` that names the argument"
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (below is not None and value >= below):
         bound = f">= {minimum}" if below is None else f"in [{minimum}, {below})"
         raise ValueError(f"`{name}` must be an int {bound}, got {value!r}")
-    return value
+    return int(value)
 
 # %% ../../nbs/00_core.ratio.ipynb #b0857135
 def check_choice(value, # The argument to check

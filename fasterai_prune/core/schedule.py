@@ -44,7 +44,8 @@ class Schedule:
                         self.end_pct if end_pct is None else end_pct, self.name)
 
     def values(self, n:int=101) -> list:
-        "Progress at `n` evenly spaced fractions of training"
+        "Progress at `n` evenly spaced fractions of training, both ends included"
+        check_int(n, 'n', minimum=2)
         return [self(i / (n - 1)) for i in range(n)]
 
     @property

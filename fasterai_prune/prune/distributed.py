@@ -151,7 +151,7 @@ def pruner_setup(pruner, # A `Pruner`
     names = module_names(pruner.model)
     ratios = {names.get(m, str(i)): r for i, (m, r) in enumerate((pruner.layer_ratios or {}).items())}
     return dict(ratio=pruner.ratio, layer_ratios=ratios, context=pruner.context, criteria=pruner.criteria.name,
-                inputs=_shapes(pruner.example_inputs), groups=[int(g[2]) for g in pruner.graph.groups])
+                inputs=_shapes(pruner.example_inputs), groups=[int(g.channels) for g in pruner.graph.groups])
 
 def pruning_plan(pruner, # A `Pruner`
                 ) -> list:

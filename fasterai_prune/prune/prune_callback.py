@@ -36,18 +36,18 @@ class ScheduledPruning:
         self.pruner, self.schedule, self.min_interval, self.start = pruner, check_schedule(schedule), min_interval / 100, start
         self.last_pct, self.progress = 0., start
         self.groups = pruner.graph.groups
-        self.initial_channels = sum(n0 for _, _, n0, _, _ in self.groups)
+        self.initial_channels = sum(g.channels for g in self.groups)
         self.last_target = self.target(0.)
 
     def current(self) -> list:
         "Channels of each group now, measured on the model"
-        return [self.pruner.graph.channels(root, fn) for root, fn, *_ in self.groups]
+        return [self.pruner.graph.channels(g.root, g.handler) for g in self.groups]
 
     def target(self, progress:float):
         "Channels to keep at `progress`: per group (local) or in total (global); for a budget, its share kept to a tenth of a point"
         if self.pruner.target != 'channels': return round(1 - self.pruner_progress(progress) * self.pruner.ratio / 100, 3)
         if self.pruner.context == 'global': return int(self.initial_channels * (1 - progress * self.pruner.ratio / 100))
-        return tuple(int(n0 * (1 - progress * r)) for _, _, n0, r, _ in self.groups)
+        return tuple(g.keep(progress * g.ratio) for g in self.groups)
 
     def pruner_progress(self, progress:float) -> float:
         "The pruner's progress at schedule `progress`: the same for channels; for a budget, widths on the schedule (`budget_progress`)"

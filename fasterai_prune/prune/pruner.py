@@ -310,8 +310,9 @@ def _check_pruned(self:Pruner) -> Breakage|None:
     if empty: return Breakage(f"layer '{names[empty[0]]}' has no channels left", empty)
     if self.context == 'local':
         short, heads = [], getattr(self.graph, 'num_heads', None) or {}
-        for (root, fn, n0, r, grouped), keep in zip(self.graph.groups, self.graph.target_keep(self.progress).values()):
-            if grouped and self.target != 'channels': continue   # a budget's share is not a whole number of heads or channel groups
+        for g, keep in zip(self.graph.groups, self.graph.target_keep(self.progress).values()):
+            root, fn = g.root, g.handler
+            if g.grouped and self.target != 'channels': continue   # a budget's share is not a whole number of heads or channel groups
             if root in heads: continue   # attention rounds to whole heads (or to a multiple of them with a fused qkv): the forward check below covers it
             n = self.graph.channels(root, fn)
             if n is not None and n < keep - (self.round_to or 1) + 1: short.append((root, n, keep))
