@@ -11,10 +11,16 @@ import torch_pruning as tp
 from torch.overrides import TorchFunctionMode
 
 # %% auto #0
-__all__ = ['Adapter', 'ExplicitSplits', 'opaque_forward', 'keep_indices', 'replace_param', 'prune_linear_outputs', 'prune_norm',
-           'FixedChannelsPruner', 'SizeRecord', 'record_sizes', 'rederive_sizes', 'split_size_records', 'CustomOps']
+__all__ = ['KeptLayers', 'Adapter', 'ExplicitSplits', 'opaque_forward', 'keep_indices', 'replace_param', 'prune_linear_outputs',
+           'prune_norm', 'FixedChannelsPruner', 'SizeRecord', 'record_sizes', 'rederive_sizes', 'split_size_records',
+           'CustomOps']
 
 # %% ../../nbs/12_tp.adapters.ipynb #d5f63acc
+class KeptLayers(NamedTuple):
+    "Layers whose output channels an adapter keeps in one attention mode, and why (one line for the user)"
+    layers: list # Modules to add to `ignored_layers`
+    reason: str # The line `Pruner` prints
+
 class Adapter:
     "Architecture knowledge torch-pruning lacks; every method has a do-nothing default"
     def applies(self, model:nn.Module) -> bool: return False

@@ -11,12 +11,12 @@ import torch.nn as nn
 import torch_pruning as tp
 from fastcore.basics import patch
 from ..core.granularity import Granularities
-from .adapters import Adapter, keep_indices, replace_param
+from .adapters import Adapter, KeptLayers, keep_indices, replace_param
 
 # %% auto #0
 __all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'conv1d_type', 'Conv1DPruner', 'HFAttention',
            'hf_attentions', 'hf_example_inputs', 'tie_attention', 'mlp_widths', 'head_sizes', 'pruned_config',
-           'sync_to_config', 'HFAdapter', 'KeptLayers']
+           'sync_to_config', 'HFAdapter']
 
 # %% ../../nbs/15_tp.hf.ipynb #3d1b05fc
 def transformers_module():
@@ -303,11 +303,6 @@ def after_prune(self:HFAdapter, model:nn.Module, # A Hugging Face model
     sync_to_config(model, pruned_config(model, self.reported_heads.get(model)))
 
 # %% ../../nbs/15_tp.hf.ipynb #4ac1da58
-class KeptLayers(NamedTuple):
-    "Layers whose output channels an adapter keeps in one attention mode, and why (one line for the user)"
-    layers: list # Modules to add to `ignored_layers`
-    reason: str # The line `Pruner` prints
-
 @patch
 def kept_attention(self:HFAdapter, model:nn.Module, # A Hugging Face model
                    whole_heads:bool, # True for `attention='heads'`, False for `'head_dim'`

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 from torchvision.models import swin_transformer as _swin, maxvit as _maxvit, shufflenetv2 as _shufflenet
-from .adapters import Adapter, keep_indices, replace_param, prune_norm, prune_linear_outputs
+from .adapters import Adapter, KeptLayers, keep_indices, replace_param, prune_norm, prune_linear_outputs
 
 # %% auto #0
 __all__ = ['SwinAttentionPruner', 'PatchMergingPruner', 'TorchvisionAdapter']
@@ -77,4 +77,10 @@ class TorchvisionAdapter(Adapter):
             if isinstance(m, nn.MultiheadAttention):
                 m.embed_dim = m.out_proj.in_features
                 m.head_dim = m.embed_dim // m.num_heads
-                m.kdim = m.vdim = m.embed_dim if m._qkv_same_embed_dim else m.kdim
+                if m._qkv_same_embed_dim: m.kdim = m.vdim = m.embed_dim
+                else: m.kdim, m.vdim = m.k_proj_weight.shape[1], m.v_proj_weight.shape[1]   # their own widths: not the embedding's
+    def kept_attention(self, model, whole_heads:bool) -> list:
+        "In `attention='heads'` mode, every `nn.MultiheadAttention` kept whole: torch-pruning narrows its embedding, it cannot remove its heads"
+        atts = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)] if whole_heads else []
+        return [KeptLayers(atts, "Keeping the heads of nn.MultiheadAttention: torch-pruning cannot remove whole heads of it "
+                                 "(attention='head_dim' narrows it)")] if atts else []
