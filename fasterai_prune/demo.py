@@ -17,7 +17,7 @@ import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle to Learner)
 from .data import digits_dls, digits_cnn
 from .core.measure import count_macs
 from .core.criteria import criterias
-from .core.ratio import check_choice
+from .core.ratio import check_choice, check_percent, check_int
 from .core.learner import batch_inputs
 from .prune.pruner import Pruner
 from .recover.batchnorm import recalibrate_bn
@@ -42,7 +42,9 @@ def run_demo(pruning_ratio:float=50, # Percent of channels to remove
              verbose:bool=True, # Print the results
             ) -> dict:
     "Train on digits, prune, fine-tune; return accuracy, parameters and MACs before and after"
-    check_choice(criteria, 'criteria', tuple(sorted(criterias)))
+    check_choice(criteria, 'criteria', tuple(sorted(criterias))); check_choice(context, 'context', ('local', 'global'))
+    check_percent(pruning_ratio, 'pruning_ratio')   # every argument checked before the minutes of training
+    for name, v, lo in (('epochs', epochs, 1), ('finetune_epochs', finetune_epochs, 0), ('width', width, 1), ('seed', seed, 0)): check_int(v, name, minimum=lo)
     set_seed(seed, reproducible=True)   # python, numpy and torch: the same run every time
     dls = digits_dls(seed=seed, device='cpu')
     learn = _quiet(Learner(dls, digits_cnn(width), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, opt_func=Adam))

@@ -35,6 +35,7 @@ def latency_ms(model:nn.Module, # Model to time (in eval mode, on `inputs`' devi
                n_warmup:int=3, # Untimed passes first
               ) -> float:
     "Median wall time of one forward pass in milliseconds"
+    check_int(n_repeats, 'n_repeats'); check_int(n_warmup, 'n_warmup', minimum=0)
     cuda = any(t.is_cuda for t in (inputs if isinstance(inputs, tuple) else (inputs,)))
     times = []
     with eval_mode(model):
@@ -130,7 +131,7 @@ def compression_report(before, # The model (or Learner) before compression
                       ) -> CompressionReport:
     "Measure `before` and `after` on the same inputs: parameters, MACs, size, sparsity, latency, throughput, metric"
     mb, ma = model_of(before, 'before'), model_of(after, 'after')
-    check_int(batch_size, 'batch_size')
+    check_int(batch_size, 'batch_size'); check_int(n_repeats, 'n_repeats'); check_int(n_warmup, 'n_warmup', minimum=0)
     devices = tuple(devices) if devices is not None else ('cpu', 'cuda') if torch.cuda.is_available() else ('cpu',)
     x, evalset = _inputs_and_evalset(before, after, example_inputs, dl, metric, batch_size)
     with tempfile.TemporaryDirectory() as tmp:

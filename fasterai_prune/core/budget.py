@@ -12,8 +12,9 @@ from .measure import count_layer_macs, eval_mode, call_model, as_plain
 from .ratio import check_choice, check_int
 
 # %% auto #0
-__all__ = ['TARGETS', 'MODEL_REST', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'layer_latency',
-           'measure_latency', 'channel_block', 'Member', 'kept_share', 'removals_for_budget', 'budget_progress']
+__all__ = ['TARGETS', 'MODEL_REST', 'check_target', 'LayerCost', 'layer_costs', 'median_seconds', 'LatencyTable', 'latency_table',
+           'layer_latency', 'measure_latency', 'channel_block', 'Member', 'kept_share', 'removals_for_budget',
+           'budget_progress']
 
 # %% ../../nbs/07_core.budget.ipynb #44bc37a7
 TARGETS = ('channels', 'params', 'macs', 'latency')
@@ -77,27 +78,41 @@ def median_seconds(fn, # Called with no argument
 
 MODEL_REST = 'the rest of the model'   # key of a latency `costs` table for the time its layers do not account for, which no prune removes
 
+class LatencyTable(NamedTuple):
+    "Times measured in the same forward passes: each layer's, and what the layers leave out"
+    layers: dict # `{layer: seconds}`: each conv and linear layer, the median over passes
+    rest: float # Median over passes of the pass less its layers' times (activations, additions, pooling, dispatch)
+    whole: float # Median seconds of a whole pass
+
 @torch.no_grad()
-def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed passes first
-                  repeats:int=10, # Timed passes; the median is kept
-                 ) -> dict:
-    "`{layer: seconds}`: each conv and linear layer's time inside whole forward passes (its pre-hook to its hook), the median over passes"
+def latency_table(model:nn.Module, example_inputs, warmup:int=3, # Untimed passes first
+                  repeats:int=10, # Timed passes; the medians are kept
+                 ) -> LatencyTable:
+    "Each conv and linear layer's time inside whole forward passes (its pre-hook to its hook), and the rest of each pass"
     check_int(warmup, 'warmup', minimum=0); check_int(repeats, 'repeats')
     device = next(model.parameters()).device
     if device.type not in ('cpu', 'cuda'): raise ValueError(f"latency can only be measured on CPU or CUDA, not on {device}")
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-    layers, starts, passes, x = [m for m in model.modules() if isinstance(m, _CONV_LINEAR)], {}, [], as_plain(example_inputs)
+    layers, starts, passes, wholes, x = [m for m in model.modules() if isinstance(m, _CONV_LINEAR)], {}, [], [], as_plain(example_inputs)
     def start(m, args): sync(); starts[m] = time.perf_counter()
     def stop(m, args, out): sync(); passes[-1][m] = passes[-1].get(m, 0.) + time.perf_counter() - starts[m]   # a layer called twice: both
     hs = [m.register_forward_pre_hook(start) for m in layers] + [m.register_forward_hook(stop) for m in layers]
     try:
         with eval_mode(model):
             for i in range(warmup + repeats):
-                if i == warmup: passes.clear()
-                passes.append({}); call_model(model, x)
+                passes.append({}); sync(); t = time.perf_counter()
+                call_model(model, x); sync(); wholes.append(time.perf_counter() - t)
     finally:
         for h in hs: h.remove()
-    return {m: statistics.median(p.get(m, 0.) for p in passes) for m in layers if m in passes[-1]}
+    passes, wholes = passes[warmup:], wholes[warmup:]
+    rest = statistics.median(max(w - sum(p.values()), 0.) for p, w in zip(passes, wholes))   # within one pass: a load that slows it slows both
+    return LatencyTable({m: statistics.median(p.get(m, 0.) for p in passes) for m in layers if m in passes[-1]}, rest, statistics.median(wholes))
+
+def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed passes first
+                  repeats:int=10, # Timed passes; the median is kept
+                 ) -> dict:
+    "`{layer: seconds}`: each conv and linear layer's time inside whole forward passes, the median over passes (`latency_table`)"
+    return latency_table(model, example_inputs, warmup, repeats).layers
 
 # %% ../../nbs/07_core.budget.ipynb #9d9afd28
 @torch.no_grad()

@@ -150,7 +150,7 @@ class PruningTracker:
         t = state_dict.pop(prefix + RECORD_KEY, None)
         if t is None: return
         rec = decode_record(t)
-        if rec['history'] == (self.record or {}).get('history'): self.record = rec; return
+        if rec['history'] == (self.record or {}).get('history'): self.record = rec; self._tell_callbacks(rec); return
         names = {id(p): n for n, p in module.named_parameters()}
         done = (self.record or {}).get('history', [])
         if rec['history'][:len(done)] == done:   # the checkpoint is this architecture pruned further: replay the rest
@@ -161,6 +161,12 @@ class PruningTracker:
         learn = self.learn
         if learn is not None and getattr(learn, 'model', None) is module:
             repoint_optimizer(getattr(learn, 'opt', None), {i: new[n] for i, n in names.items() if new[n] is not None})
+        self._tell_callbacks(rec)
+
+    def _tell_callbacks(self, rec:dict):
+        "Give the learner's callbacks that follow a pruning schedule (`record_loaded`) the record just loaded"
+        for cb in getattr(self.learn, 'cbs', None) or []:
+            if hasattr(cb, 'record_loaded'): cb.record_loaded(rec)
 
     def __getstate__(self): return dict(record=self.record, _learn=None)
 

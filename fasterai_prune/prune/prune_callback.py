@@ -202,7 +202,7 @@ def after_fit(self:PruneCallback):
 def _close(self:PruneCallback):
     "Drop the pruner: the schedule is over"
     rec = pruning_tracker(model_of(self.learn)).record
-    if rec is not None: rec.pop('stage', None)
+    if rec is not None: rec['stage'] = dict(progress=1.)   # a checkpoint says its schedule is complete (`record_loaded`)
     if self.bn_restart is not None: self.bn_restart.cancel()
     self.pruner = self.scheduled = None
     self.done = True
@@ -213,6 +213,14 @@ def finish(self:PruneCallback):
     if self.scheduled is None: raise ValueError("nothing to finish: the schedule is complete or never started")
     self.pruner.prune_to(1.)
     self._close()
+
+@patch
+def record_loaded(self:PruneCallback, record:dict):
+    "A checkpoint was loaded into the model: one pruned to the end of its schedule is not pruned again by this callback"
+    if self.scheduled is None and not self.done and (record.get('stage') or {}).get('progress', 0.) >= 1:
+        self.done = True
+        warnings.warn("PruneCallback: the checkpoint loaded was pruned to the end of its schedule, so this callback will not prune "
+                      "it again; to prune further, pass a new PruneCallback to `fit`")
 
 # %% ../../nbs/33_prune.prune_callback.ipynb #947fad76
 def save_pruned_learner(learn, name:str, # Name, as for `learn.save`

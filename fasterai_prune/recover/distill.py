@@ -14,6 +14,7 @@ from fastai.callback.core import Callback
 from ..core.learner import model_of, is_learner, n_inputs, batch_inputs
 from ..core.measure import as_plain, eval_mode, call_model
 from ..core.ratio import find_layer
+from ..core.callback import in_fit
 
 # %% auto #0
 __all__ = ['check_distill_args', 'distillation_loss', 'FeaturePair', 'feature_pairs', 'find_layers', 'ChannelProjection',
@@ -196,8 +197,8 @@ def _first_float(model:nn.Module):
 
 @patch
 def before_fit(self:KnowledgeDistillationCallback):
-    "Check the teacher against the student on one batch, then put it on the student's device and dtype, in eval mode"
-    if hasattr(self.learn, 'lr_finder'): return
+    "Check the teacher against the student on one batch, then put it on the student's device and dtype, in eval mode (a training fit only)"
+    if hasattr(self.learn, 'lr_finder') or not in_fit(self.learn): return   # `validate`, `get_preds` and `predict` need no teacher
     if self.teacher is None: raise ValueError("this callback was loaded from an export, which never holds the `teacher`: pass the teacher again")
     ref = _first_float(self.learn.model)
     self._teacher_run = self.teacher_on(ref.device, ref.dtype)

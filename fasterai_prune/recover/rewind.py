@@ -11,6 +11,7 @@ from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, combined_cos
 from ..core.learner import model_of
 from ..core.ratio import check_int
+from ..core.callback import in_fit
 
 # %% auto #0
 __all__ = ['TrainingSchedule', 'ScheduleRecorder', 'one_cycle_schedule', 'check_rewind_epoch', 'rewound', 'fit_rewound']
@@ -31,7 +32,7 @@ class ScheduleRecorder(Callback):
     "Keep the schedule of the `ParamScheduler` of the next fit in `self.schedule`"
     order = 61
     def before_fit(self):
-        if hasattr(self.learn, 'lr_finder'): return
+        if hasattr(self.learn, 'lr_finder') or not in_fit(self.learn): return   # `validate` and `get_preds` run no schedule
         ps = [cb for cb in self.learn.cbs if isinstance(cb, ParamScheduler)]
         if not ps: raise ValueError("this fit has no schedule to record: use `fit_one_cycle`, `fit_flat_cos`, `fit_sgdr`... or pass a ParamScheduler")
         self.schedule = TrainingSchedule(dict(ps[-1].scheds), self.n_epoch)

@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .importance import CriteriaImportance
 from .tracked import tracked_prune, chain_moves
 import warnings
-from ..core.budget import check_target, layer_costs, layer_latency, measure_latency, Member, kept_share, removals_for_budget, LayerCost, MODEL_REST
+from ..core.budget import check_target, layer_costs, latency_table, measure_latency, Member, kept_share, removals_for_budget, LayerCost, MODEL_REST
 from .measure import count_ops
 from .trace import time_limit, ClosureGraph, LayerError, concat_recording, outputs_recording, split_recording
 from .registry import default_custom_ops
@@ -296,14 +296,14 @@ def set_budget(self:DependencyPruner, target:str, # One of `core.budget.TARGETS`
     self.target = check_target(target)
     if target == 'channels': return self
     if any(g.ratio != self.ratio for g in self.groups): raise ValueError(f"a `{target}` budget takes one `pruning_ratio`, not per-layer ratios")
-    latency = layer_latency(self.model, example_inputs, repeats=latency_repeats) if target == 'latency' else None
-    self.costs, self.budget_inputs = layer_costs(self.model, example_inputs, latency), example_inputs
+    table = latency_table(self.model, example_inputs, repeats=latency_repeats) if target == 'latency' else None
+    self.costs, self.budget_inputs = layer_costs(self.model, example_inputs, table and table.layers), example_inputs
     self.members = {g[0].dep.target.module: [Member(dep.target.module, 'out' if self.DG.is_out_channel_pruning_fn(dep.handler) else 'in',
                                                     len(idxs) / max(len(g[0].idxs), 1)) for dep, idxs in g if dep.target.module in self.costs]
                     for g in self._all_groups()}
     self.total0 = self.measure_target()
-    if latency is not None:   # what the layers' own times leave out (activations, additions, dispatch) stays whatever is pruned
-        self.costs[MODEL_REST] = LayerCost(1, 1, False, 0, 0, max(self.total0 - sum(latency.values()), 0.))
+    if table is not None:   # what the layers' own times leave out (activations, additions, dispatch), timed in the same passes, stays whatever is pruned
+        self.costs[MODEL_REST] = LayerCost(1, 1, False, 0, 0, table.rest)
     lowest = self.lowest_share()
     if 1 - self.ratio < lowest - 1e-9:
         raise ValueError(f"a budget of {100 * (1 - self.ratio):.1f}% of the {target} kept cannot be met without emptying a layer: "
