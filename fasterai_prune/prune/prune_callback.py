@@ -16,7 +16,7 @@ from ..core.measure import count_params, count_layer_macs
 from ..core.learner import batch_inputs, n_inputs, model_of, is_wrapped
 from ..core.callback import ScheduledCallback
 from ..core.batchnorm import recalibrate_bn as recalibrate_batchnorm, BatchNormRestart
-from .pruner import Pruner
+from .pruner import Pruner, check_pruner_kwargs
 from .io import track_pruning, pruning_tracker, pruning_record_of
 from .distributed import rewrap, check_process_group, check_same_on_all_ranks, is_main_process, barrier, pruner_setup
 
@@ -107,7 +107,7 @@ class PruneCallback(ScheduledCallback):
         else: pruning_ratio = check_percent(pruning_ratio, 'pruning_ratio')
         check_choice(context, 'context', ('local', 'global'))
         criteria, schedule = check_criteria(criteria), check_schedule(schedule, monotonic=True)
-        check_percent(min_interval, 'min_interval')
+        check_percent(min_interval, 'min_interval'); check_pruner_kwargs(pruner_kwargs, 'PruneCallback')   # before any fit
         for n, v, lo in (('epochs', epochs, 1), ('recalibrate_bn', recalibrate_bn, 0), ('restart_bn', restart_bn, 0)):
             if v is not None: check_int(v, n, minimum=lo)
         self.pruning_ratio, self.context, self.criteria, self.schedule = pruning_ratio, context, criteria, schedule

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/32_prune.pruner.ipynb #204619cb
 from __future__ import annotations
-import warnings
+import difflib, inspect, warnings
 from typing import NamedTuple
 from fastcore.basics import patch
 import torch
@@ -20,7 +20,7 @@ from .distributed import rewrap, check_same_on_all_ranks, pruning_plan
 from ..core.callback import ScheduledCallback
 from .io import pruning_record, pruning_record_of, track_pruning
 from ..core.granularity import CONV_TYPES
-from ..tp.planner import DependencyPruner
+from ..tp.planner import DependencyPruner, TP_PRUNER_ARGS
 from ..tp.importance import CriteriaImportance
 from ..tp.trace import default_example_inputs, Outputs, find_layers_feeding, describe_trace_failure, failing_layer, module_raising, graph_inputs, StageTimeout
 from ..tp.trace import failing_node, recording_forward, block_of, RaisedIn
@@ -29,7 +29,7 @@ from ..tp.registry import default_custom_ops, attention_heads
 from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
 
 # %% auto #0
-__all__ = ['Pruner', 'KeptChannels', 'Breakage']
+__all__ = ['Pruner', 'check_pruner_kwargs', 'KeptChannels', 'Breakage']
 
 # %% ../../nbs/32_prune.pruner.ipynb #0f9042c1
 def _snapshot_modules(model:nn.Module) -> list:
@@ -112,7 +112,7 @@ class Pruner:
         check_choice(context, 'context', ('local', 'global'))
         criteria, schedule = check_criteria(criteria), check_schedule(schedule, monotonic=True)
         check_int(iterative_steps, 'iterative_steps')
-        check_target(target)
+        check_target(target); check_pruner_kwargs(kwargs)   # a mistyped keyword is named here, not taken for a tracing failure
         if opt is not None and not (hasattr(opt, 'param_lists') or hasattr(opt, 'param_groups')):
             raise TypeError(f"`opt` must be a fastai or torch optimizer, got {type(opt).__name__}")
         if round_to == 'auto':   # fast kernels work on blocks of channels; a Hugging Face config may ask its own
@@ -139,6 +139,21 @@ class Pruner:
         # MACs before are derived at `report()` from the output positions measured then (pruning does not change them):
         # no forward pass here, except for transposed convs, whose MACs follow their inputs
         self.initial = self._snapshot(measure=any(isinstance(m, nn.modules.conv._ConvTransposeNd) for m in model.modules()))
+
+# %% ../../nbs/32_prune.pruner.ipynb #9408d15g
+def check_pruner_kwargs(kwargs:dict, # Keyword arguments meant for `Pruner` (its own, or torch-pruning's `BasePruner`'s)
+                        where:str='Pruner', # Who received them, for the error message
+                       ) -> dict:
+    "`kwargs` if every key is an argument of `Pruner` or of torch-pruning's pruner, and `target`, `round_to`, `attention` are valid; else an error naming it"
+    known = [k for k in inspect.signature(Pruner.__init__).parameters if k not in ('self', 'model', 'kwargs')] + list(TP_PRUNER_ARGS)
+    for k in kwargs:
+        if k not in known:
+            close = difflib.get_close_matches(k, known, n=1)
+            raise TypeError(f"{where} got an unexpected keyword argument {k!r}" + (f": did you mean {close[0]!r}?" if close else ""))
+    if 'target' in kwargs: check_target(kwargs['target'])
+    if kwargs.get('round_to', 'auto') not in ('auto', None): check_int(kwargs['round_to'], 'round_to')
+    if 'attention' in kwargs: check_choice(kwargs['attention'], 'attention', ('head_dim', 'heads'))
+    return kwargs
 
 # %% ../../nbs/32_prune.pruner.ipynb #b91def6b
 class KeptChannels(NamedTuple):

@@ -5,7 +5,7 @@
 # %% ../../nbs/19_tp.planner.ipynb #8efeb2ca
 from __future__ import annotations
 from typing import NamedTuple
-import math
+import inspect, math
 import torch
 import torch.nn as nn
 import torch_pruning as tp
@@ -20,7 +20,7 @@ from .registry import default_custom_ops
 from .adapters import record_sizes, rederive_sizes, split_size_records
 
 # %% auto #0
-__all__ = ['TIME_LIMITS', 'LATENCY_SLACK', 'GroupInfo', 'DependencyPruner']
+__all__ = ['TIME_LIMITS', 'TP_PRUNER_ARGS', 'LATENCY_SLACK', 'GroupInfo', 'DependencyPruner']
 
 # %% ../../nbs/19_tp.planner.ipynb #510c48c4
 class GroupInfo(NamedTuple):
@@ -136,6 +136,9 @@ class DependencyPruner(tp.pruner.BasePruner):
     def target_keep(self, progress:float) -> dict:
         "Channels each group root should have at `progress`, before any global reallocation"
         return {g.root: g.keep(share) for g, share in zip(self.groups, self.shares_applied(progress))}
+
+TP_PRUNER_ARGS = tuple(dict.fromkeys(k for f in (DependencyPruner.__init__, tp.pruner.BasePruner.__init__)   # what the planner takes, its own and torch-pruning's
+                                     for k in inspect.signature(f).parameters if k not in ('self', 'kwargs')))
 
 # %% ../../nbs/19_tp.planner.ipynb #097d742b
 @patch
