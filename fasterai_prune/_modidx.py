@@ -113,6 +113,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                   'fasterai_prune/core/callback.py'),
                                               'fasterai_prune.core.callback.ScheduledCallback.__getstate__': ( 'core.callback.html#scheduledcallback.__getstate__',
                                                                                                                'fasterai_prune/core/callback.py'),
+                                              'fasterai_prune.core.callback.ScheduledCallback._drop_columns': ( 'core.callback.html#scheduledcallback._drop_columns',
+                                                                                                                'fasterai_prune/core/callback.py'),
                                               'fasterai_prune.core.callback.ScheduledCallback.after_cancel_fit': ( 'core.callback.html#scheduledcallback.after_cancel_fit',
                                                                                                                    'fasterai_prune/core/callback.py'),
                                               'fasterai_prune.core.callback.ScheduledCallback.after_fit': ( 'core.callback.html#scheduledcallback.after_fit',

@@ -61,8 +61,8 @@ def test_round_to_auto():
     x = torch.randn(1, 1, 16, 16)
     widths = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]
     torch.manual_seed(0)
-    model = digits_cnn(32).eval()
-    p = Pruner(model, 50, 'global', target='latency', example_inputs=x, verbose=False)
+    model = digits_cnn(32).eval()   # a tiny model, where dispatch is a large share of the time: a modest budget stays reachable
+    p = Pruner(model, 30, 'global', target='latency', example_inputs=x, verbose=False)
     p.prune_model()
     block = channel_block()
     assert p.round_to == block and widths(model) != widths(digits_cnn(32))

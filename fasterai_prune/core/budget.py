@@ -79,16 +79,16 @@ def median_seconds(fn, # Called with no argument
 MODEL_REST = 'the rest of the model'   # key of a latency `costs` table for the time its layers do not account for, which no prune removes
 
 class LatencyTable(NamedTuple):
-    "Times measured in the same forward passes: each layer's, and what the layers leave out"
+    "Times measured in pairs of forward passes: each layer's (hooked), and what the layers leave out of a plain pass"
     layers: dict # `{layer: seconds}`: each conv and linear layer, the median over passes
-    rest: float # Median over passes of the pass less its layers' times (activations, additions, pooling, dispatch)
-    whole: float # Median seconds of a whole pass
+    rest: float # Median over pairs of passes of a plain pass less its hooked twin's layer times (activations, additions, pooling, dispatch)
+    whole: float # Median seconds of a plain pass
 
 @torch.no_grad()
 def latency_table(model:nn.Module, example_inputs, warmup:int=3, # Untimed passes first
                   repeats:int=10, # Timed passes; the medians are kept
                  ) -> LatencyTable:
-    "Each conv and linear layer's time inside whole forward passes (its pre-hook to its hook), and the rest of each pass"
+    "Each conv and linear layer's time inside whole forward passes (its pre-hook to its hook), and what a plain pass right after spends elsewhere"
     check_int(warmup, 'warmup', minimum=0); check_int(repeats, 'repeats')
     device = next(model.parameters()).device
     if device.type not in ('cpu', 'cuda'): raise ValueError(f"latency can only be measured on CPU or CUDA, not on {device}")
@@ -96,16 +96,16 @@ def latency_table(model:nn.Module, example_inputs, warmup:int=3, # Untimed passe
     layers, starts, passes, wholes, x = [m for m in model.modules() if isinstance(m, _CONV_LINEAR)], {}, [], [], as_plain(example_inputs)
     def start(m, args): sync(); starts[m] = time.perf_counter()
     def stop(m, args, out): sync(); passes[-1][m] = passes[-1].get(m, 0.) + time.perf_counter() - starts[m]   # a layer called twice: both
-    hs = [m.register_forward_pre_hook(start) for m in layers] + [m.register_forward_hook(stop) for m in layers]
-    try:
-        with eval_mode(model):
-            for i in range(warmup + repeats):
-                passes.append({}); sync(); t = time.perf_counter()
-                call_model(model, x); sync(); wholes.append(time.perf_counter() - t)
-    finally:
-        for h in hs: h.remove()
+    def timed() -> float: sync(); t = time.perf_counter(); call_model(model, x); sync(); return time.perf_counter() - t
+    with eval_mode(model):
+        for i in range(warmup + repeats):   # a pass with the layers hooked, then a plain one: a load that slows one slows the other
+            hs = [m.register_forward_pre_hook(start) for m in layers] + [m.register_forward_hook(stop) for m in layers]
+            try: passes.append({}); timed()
+            finally:
+                for h in hs: h.remove()
+            wholes.append(timed())
     passes, wholes = passes[warmup:], wholes[warmup:]
-    rest = statistics.median(max(w - sum(p.values()), 0.) for p, w in zip(passes, wholes))   # within one pass: a load that slows it slows both
+    rest = statistics.median(max(w - sum(p.values()), 0.) for p, w in zip(passes, wholes))   # the plain pass less its hooked twin's layers
     return LatencyTable({m: statistics.median(p.get(m, 0.) for p in passes) for m in layers if m in passes[-1]}, rest, statistics.median(wholes))
 
 def layer_latency(model:nn.Module, example_inputs, warmup:int=3, # Untimed passes first

@@ -95,16 +95,17 @@ class SparsifyCallback(ScheduledCallback):
         self.criteria, self.schedule = check_criteria(criteria), check_schedule(schedule)
         self.lth, self.rewind_epoch, self.reset_end, self.save_tickets, self.frequency, self.verbose = lth, rewind_epoch, reset_end, save_tickets, frequency, verbose
         self.sparsifier = self.scheduled = None
+        self.done = False   # the schedule ran to its end: later fits keep the masks (fine-tuning), as `PruneCallback`'s only train
 
     history = property(lambda self: self.scheduled.history if self.scheduled else [])
     tickets = property(lambda self: self.scheduled.tickets if self.scheduled else {})
 
     def before_fit(self):
         super().before_fit()
-        if self.active: self.sparsifier = self.scheduled = None   # built on the first training batch
+        if self.active and not self.done: self.sparsifier = self.scheduled = None   # built on the first training batch
 
     def before_batch(self):
-        if self.active and self.training and self.scheduled is None: self._build()
+        if self.active and self.training and self.scheduled is None and not self.done: self._build()
 
     def _build(self):
         self.sparsifier = Sparsifier(self.learn, self.granularity, self.context, self.criteria, self.nm, self.layer_type)
@@ -121,7 +122,8 @@ class SparsifyCallback(ScheduledCallback):
         if self.active and self.scheduled and self.lth and self.epoch == self.rewind_epoch: self.sparsifier.save_rewind_point()
 
     def after_step(self):
-        if not (self.active and self.training and self.scheduled): return
+        if not (self.active and self.training and self.sparsifier): return
+        if self.done: self.sparsifier.apply_masks(); return   # a later fit: the zeros stay zero
         n = self.n_epoch * self.n_iter
         self.scheduled.step(round(self.pct_after_step * n), n, (*self.xb, *self.yb), self.learn.loss_func)
 
@@ -137,6 +139,7 @@ class SparsifyCallback(ScheduledCallback):
             if self.lth and self.reset_end and self.sparsifier.rewind_point is not None: self.sparsifier.rewind()
             self.sparsifier.apply_masks()
             self.sparsifier.rewind_point = None
+            self.done = self.done or not self.cancelled   # a cancelled fit starts its schedule again in the next
         super().after_fit()
 
     def report(self):
