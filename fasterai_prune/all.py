@@ -29,6 +29,9 @@ from .analyze.sensitivity import *
 from .analyze.report import *
 from .deploy.fold_bn import *
 from .deploy.onnx import *
+from .tp.adapters import Adapter, KeptLayers   # the extension point for architectures torch-pruning lacks
+from .tp.registry import ADAPTERS
+from .demo import run_demo
 
 # %% ../nbs/99_all.ipynb #b3591bf6
 __all__ = [n for n in globals() if not n.startswith('_')]   # every name the modules above export

@@ -16,7 +16,8 @@ from ..core.learner import model_of, is_learner, example_inputs_of
 from ..core.measure import as_plain, eval_mode
 
 # %% auto #0
-__all__ = ['find_batchnorms', 'SparsityReport', 'sparsity_report', 'Sparsifier', 'remove_torch_prune']
+__all__ = ['find_batchnorms', 'SparsityReport', 'sparsity_report', 'check_layer_type', 'check_nm', 'Sparsifier',
+           'remove_torch_prune']
 
 # %% ../../nbs/40_sparse.sparsifier.ipynb #5e5509d5
 def _as_inputs(example_inputs) -> tuple:
@@ -164,13 +165,15 @@ def plot(self:SparsityReport, ax=None, # Matplotlib axes to draw on; default: a 
     return ax
 
 # %% ../../nbs/40_sparse.sparsifier.ipynb #e889865e
-def _check_layer_type(layer_type) -> tuple:
+def check_layer_type(layer_type) -> tuple:
+    "`layer_type` as a tuple of nn.Module subclasses, or a `TypeError` naming the argument"
     lt = layer_type if isinstance(layer_type, tuple) else (layer_type,)
     if not lt or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in lt):
         raise TypeError(f"`layer_type` must be a nn.Module subclass or a tuple of them, got {layer_type!r}")
     return lt
 
-def _check_nm(nm) -> tuple|None:
+def check_nm(nm) -> tuple|None:
+    "`nm` as an `(n, m)` pair (True: 2:4), None when off, or a `ValueError` naming the argument"
     if nm is False or nm is None: return None
     if nm is True: return (2, 4)
     if (isinstance(nm, (tuple, list)) and len(nm) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
@@ -193,7 +196,7 @@ class Sparsifier:
         if example_inputs is None and is_learner(model): example_inputs = example_inputs_of(model)
         model = model_of(model)
         layer_type = Granularities.layer_types() if layer_type is None else layer_type
-        self.layer_type, self.nm, self.criteria = _check_layer_type(layer_type), _check_nm(nm), check_criteria(criteria)
+        self.layer_type, self.nm, self.criteria = check_layer_type(layer_type), check_nm(nm), check_criteria(criteria)
         check_choice(context, 'context', ('local', 'global'))
         if not isinstance(granularity, str): raise TypeError(f"`granularity` must be a name (str), got {granularity!r}")
         if self.nm and granularity != 'weight':

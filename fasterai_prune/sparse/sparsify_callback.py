@@ -12,7 +12,8 @@ from ..core.ratio import check_percent, check_int, check_choice
 from ..core.criteria import Criteria, large_final, check_criteria
 from ..core.schedule import Schedule, agp, check_schedule
 from ..core.callback import ScheduledCallback
-from .sparsifier import Sparsifier
+from .sparsifier import Sparsifier, check_nm, check_layer_type
+from ..core.granularity import Granularities
 
 # %% auto #0
 __all__ = ['ScheduledSparsity', 'SparsifyCallback', 'KeepMasksCallback']
@@ -90,6 +91,10 @@ class SparsifyCallback(ScheduledCallback):
         else: sparsity = {k: check_percent(v, 'sparsity', str(k)) for k, v in sparsity.items()}
         check_int(rewind_epoch, 'rewind_epoch', minimum=0); check_int(frequency, 'frequency')
         if not isinstance(granularity, str): raise TypeError(f"`granularity` must be a name (str), got {granularity!r}")
+        names = sorted({n for table in Granularities.registry.values() for n in table})   # what some layer type defines: checked per layer when built
+        if granularity not in names: raise ValueError(f"`granularity`='{granularity}' is not defined for any layer type; choose one of {names}")
+        check_nm(nm)
+        if layer_type is not None: check_layer_type(layer_type)
         check_choice(context, 'context', ('local', 'global'))
         self.sparsity, self.granularity, self.context, self.round_to, self.nm, self.layer_type = sparsity, granularity, context, round_to, nm, layer_type
         self.criteria, self.schedule = check_criteria(criteria), check_schedule(schedule)
