@@ -53,6 +53,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                            'fasterai_prune/analyze/sensitivity.py'),
                                                     'fasterai_prune.analyze.sensitivity.fixed_batches': ( 'analyze.sensitivity.html#fixed_batches',
                                                                                                           'fasterai_prune/analyze/sensitivity.py'),
+                                                    'fasterai_prune.analyze.sensitivity.lower_is_better': ( 'analyze.sensitivity.html#lower_is_better',
+                                                                                                            'fasterai_prune/analyze/sensitivity.py'),
                                                     'fasterai_prune.analyze.sensitivity.out_channels': ( 'analyze.sensitivity.html#out_channels',
                                                                                                          'fasterai_prune/analyze/sensitivity.py'),
                                                     'fasterai_prune.analyze.sensitivity.sensitivity': ( 'analyze.sensitivity.html#sensitivity',

@@ -17,7 +17,7 @@ from ..prune.pruner import Pruner
 from ..recover.batchnorm import recalibrate_bn
 
 # %% auto #0
-__all__ = ['EvalSet', 'fixed_batches', 'evaluate_model', 'Sensitivity', 'out_channels', 'sensitivity']
+__all__ = ['EvalSet', 'lower_is_better', 'fixed_batches', 'evaluate_model', 'Sensitivity', 'out_channels', 'sensitivity']
 
 # %% ../../nbs/60_analyze.sensitivity.ipynb #173ca3c8
 @dataclass
@@ -25,7 +25,13 @@ class EvalSet:
     "A fixed list of batches and how to score a model on them"
     batches: list # `(inputs, targets)` pairs of tuples, on the model's device
     loss_func: object # `loss_func(preds, *targets)`
-    metric: object # `metric(preds, *targets)`, higher is better; or None
+    metric: object # `metric(preds, *targets)`; or None
+    lower_is_better: bool = False # The metric is an error or a loss: a rise is a drop
+
+def lower_is_better(metric) -> bool:
+    "True for a metric whose name says error or loss (`error_rate`, a loss), as fastai's `TrackerCallback` decides"
+    name = str(getattr(metric, 'name', None) or getattr(metric, '__name__', ''))
+    return 'error' in name or 'loss' in name
 
 def _metric_fn(metric):
     "A plain `f(preds, *targets)` from a fastai metric (`AvgMetric` and the like) or a function"
@@ -118,7 +124,8 @@ def _eval_set(learn, dl, loss_func, metric, n_batches, device) -> EvalSet:
     loss_func = loss_func if loss_func is not None else getattr(learn, 'loss_func', None)
     if loss_func is None: raise ValueError("give `loss_func` when `learn` is a model")
     if metric is None and getattr(learn, 'metrics', None): metric = learn.metrics[0]
-    return EvalSet(fixed_batches(dl, n_batches, n_inputs(dls) if dls is not None else 1, device), loss_func, metric)
+    return EvalSet(fixed_batches(dl, n_batches, n_inputs(dls) if dls is not None else 1, device), loss_func, metric,
+                   metric is not None and lower_is_better(metric))
 
 # %% ../../nbs/60_analyze.sensitivity.ipynb #ba750087
 def _recal_batches(learn, n_batches:int, device) -> list|None:
@@ -134,20 +141,20 @@ def out_channels(m:nn.Module) -> int:
         if isinstance(getattr(m, a, None), int): return getattr(m, a)
     return m.weight.shape[0]
 
-def _row(layer, ratio, channels, kept, metric, loss, base_m, base_l) -> dict:
+def _row(layer, ratio, channels, kept, metric, loss, base_m, base_l, sign:float=1.) -> dict:
     return dict(layer=layer, ratio=ratio, channels=channels, kept=kept, metric=metric, loss=loss,
-                metric_drop=None if metric is None else base_m - metric, loss_increase=loss - base_l)
+                metric_drop=None if metric is None else sign * (base_m - metric), loss_increase=loss - base_l)
 
 def _prune_and_measure(model, pr, ratios, evalset, recal, layer, channels_of, base) -> list:
     "Prune `model` through `ratios` with `pr`, measuring after each step; NaN rows if torch-pruning fails"
-    rows, top = [], max(ratios)
+    rows, top, sign = [], max(ratios), -1. if evalset.lower_is_better else 1.   # a drop is always a change for the worse
     for r in ratios:
         try: pr.prune_to(r / top)
         except (ValueError, RuntimeError) as e:
             warnings.warn(f"sensitivity: pruning {layer} at {r:g}% failed ({e}); its row is NaN")
-            return rows + [_row(layer, q, None, None, math.nan, math.nan, *base) for q in ratios if q >= r]
+            return rows + [_row(layer, q, None, None, math.nan, math.nan, *base, sign) for q in ratios if q >= r]
         if recal is not None: recalibrate_bn(model, recal)
-        rows.append(_row(layer, r, *channels_of(), *evaluate_model(model, evalset), *base))
+        rows.append(_row(layer, r, *channels_of(), *evaluate_model(model, evalset), *base, sign))
     return rows
 
 # %% ../../nbs/60_analyze.sensitivity.ipynb #125255a6
