@@ -398,7 +398,8 @@ def _prune_global_budget(self:DependencyPruner, progress:float) -> list:
         self.ignored_layers = self.ignored_layers + plain_roots
         try: moved = self._step_moves()
         finally: self.ignored_layers = self.ignored_layers[:len(self.ignored_layers) - len(plain_roots)]
-    plan, _ = self._global_plan(progress)
+    try: plan, _ = self._global_plan(progress)
+    except ValueError as e: e.moved = moved; raise   # the grouped groups were pruned: whoever catches this keeps the optimizer in step
     return chain_moves(moved, tracked_prune(self.model, (self.planned_group(root, fn, idxs) for root, fn, idxs in plan)))
 
 # %% ../../nbs/19_tp.planner.ipynb #10da8365
@@ -434,6 +435,6 @@ def _close_budget_gap(self:DependencyPruner, moved:list, progress:float, goal:fl
             now = self.measure_target() / self.total0
             if last[1] - now > 1e-6: slope = min(max((self.keep_offset - last[0]) / (last[1] - now), 1.), 4.)
             last = (self.keep_offset, now)
-    except ValueError: pass   # nothing more can go without emptying a layer
+    except ValueError as e: moved = chain_moves(moved, getattr(e, 'moved', None) or [])   # nothing more can go without emptying a layer; what did go is kept
     finally: self.keep_offset = 0.
     return moved
