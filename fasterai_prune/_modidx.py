@@ -1002,6 +1002,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                         'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner.prune_to': ( 'tp.planner.html#dependencypruner.prune_to',
                                                                                                     'fasterai_prune/tp/planner.py'),
+                                           'fasterai_prune.tp.planner.DependencyPruner.rounded_keep': ( 'tp.planner.html#dependencypruner.rounded_keep',
+                                                                                                        'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner.set_budget': ( 'tp.planner.html#dependencypruner.set_budget',
                                                                                                       'fasterai_prune/tp/planner.py'),
                                            'fasterai_prune.tp.planner.DependencyPruner.shares_applied': ( 'tp.planner.html#dependencypruner.shares_applied',

@@ -277,8 +277,7 @@ def _prune_local(self:DependencyPruner) -> list:
     if not own: return self._step_moves()
     plan = []
     for g in own:
-        n, keep = self.channels(g.root, g.handler), g.keep(self.targets[g.root])
-        if self.round_to and keep < g.channels: keep = max(keep - keep % self.round_to, 1)
+        n, keep = self.channels(g.root, g.handler), self.rounded_keep(g, self.targets[g.root])
         imp = self.importance(self.DG.get_pruning_group(g.root, g.handler, list(range(n)))) if n and n > keep else None
         if imp is not None: plan.append((g.root, g.handler, sorted(torch.argsort(imp)[:n - keep].tolist())))
     moved = tracked_prune(self.model, (self.planned_group(root, fn, idxs) for root, fn, idxs in plan))
@@ -305,7 +304,7 @@ def set_budget(self:DependencyPruner, target:str, # One of `core.budget.TARGETS`
                                                     len(idxs) / max(len(g[0].idxs), 1)) for dep, idxs in g if dep.target.module in self.costs]
                     for g in self._all_groups()}
     self.total0 = self.measure_target()
-    if table is not None:   # what the layers' own times leave out (activations, additions, dispatch), timed in the same passes, stays whatever is pruned
+    if table is not None:   # what the layers' own times leave out of a plain pass (activations, additions, dispatch) stays whatever is pruned
         self.costs[MODEL_REST] = LayerCost(1, 1, False, 0, 0, table.rest)
     lowest = self.lowest_share()
     if 1 - self.ratio < lowest - 1e-9:
@@ -325,11 +324,16 @@ def measure_target(self:DependencyPruner) -> float:
 def _group_members(self:DependencyPruner) -> list: return [self.members.get(g.root, []) for g in self.groups]
 
 @patch
+def rounded_keep(self:DependencyPruner, g:GroupInfo, share:float) -> int:
+    "Channels group `g` keeps at a local `share`: rounded down to `round_to` as torch-pruning does, at least one"
+    k = g.keep(share)
+    if self.round_to and k < g.channels: k -= k % self.round_to
+    return max(k, 1)
+
+@patch
 def _local_removed(self:DependencyPruner, share:float) -> list:
-    "Channels gone from each group at a local `share`, at least one kept; what is kept rounded down to `round_to`, as torch-pruning does"
-    keeps = [g.keep(share) for g in self.groups]
-    if self.round_to: keeps = [k - k % self.round_to if k < g.channels else k for k, g in zip(keeps, self.groups)]
-    return [min(g.channels - k, g.channels - 1) for k, g in zip(keeps, self.groups)]
+    "Channels gone from each group at a local `share` (`rounded_keep`)"
+    return [g.channels - self.rounded_keep(g, share) for g in self.groups]
 
 @patch
 def lowest_share(self:DependencyPruner) -> float:
