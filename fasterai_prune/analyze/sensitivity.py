@@ -6,9 +6,12 @@
 from __future__ import annotations
 import copy, math, warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import NamedTuple
 import pandas as pd
 import torch
 import torch.nn as nn
+from fastai.torch_core import to_detach
 from ..core.ratio import check_percent, check_int, check_choice, module_names, find_layer
 from ..core.criteria import Criteria, large_final
 from ..core.learner import model_of, is_learner, n_inputs, batch_inputs
@@ -17,7 +20,8 @@ from ..prune.pruner import Pruner
 from ..recover.batchnorm import recalibrate_bn
 
 # %% auto #0
-__all__ = ['EvalSet', 'lower_is_better', 'fixed_batches', 'evaluate_model', 'Sensitivity', 'out_channels', 'sensitivity']
+__all__ = ['EvalSet', 'Evaluation', 'lower_is_better', 'metric_value', 'fixed_batches', 'evaluate_model', 'Sensitivity',
+           'out_channels', 'sensitivity']
 
 # %% ../../nbs/60_analyze.sensitivity.ipynb #173ca3c8
 @dataclass
@@ -28,14 +32,26 @@ class EvalSet:
     metric: object # `metric(preds, *targets)`; or None
     lower_is_better: bool = False # The metric is an error or a loss: a rise is a drop
 
+class Evaluation(NamedTuple):
+    "A model's score on an `EvalSet`"
+    metric: float|None # The metric; None without one
+    loss: float # The loss
+
 def lower_is_better(metric) -> bool:
     "True for a metric whose name says error or loss (`error_rate`, a loss), as fastai's `TrackerCallback` decides"
     name = str(getattr(metric, 'name', None) or getattr(metric, '__name__', ''))
     return 'error' in name or 'loss' in name
 
-def _metric_fn(metric):
-    "A plain `f(preds, *targets)` from a fastai metric (`AvgMetric` and the like) or a function"
-    return getattr(metric, 'func', metric)
+def metric_value(metric, # A fastai `Metric` (`accuracy`, `F1Score()`...), or a function `metric(preds, *targets)`
+                 preds:torch.Tensor, # Predictions for all the batches
+                 targets:tuple, # Their targets, one tensor per target
+                ) -> float:
+    "`metric` on all of `preds` at once: a fastai `Metric` through its own `reset`/`accumulate`/`value`, on a copy"
+    if not (hasattr(metric, 'reset') and hasattr(metric, 'accumulate')): return float(metric(preds, *targets))
+    m = copy.copy(metric)   # the learner's own metric keeps its state
+    m.reset()
+    m.accumulate(SimpleNamespace(pred=preds, yb=targets, y=targets[0] if len(targets) == 1 else targets, xb=(), to_detach=to_detach))
+    return float(m.value)
 
 def fixed_batches(dl, n_batches:int|None, n_inp:int=1, device=None) -> list:
     "The first `n_batches` (None: all) of `dl` as `(inputs, targets)` tuples of plain tensors on `device`"
@@ -48,16 +64,15 @@ def fixed_batches(dl, n_batches:int|None, n_inp:int=1, device=None) -> list:
     return res
 
 @torch.no_grad()
-def evaluate_model(model:nn.Module, evalset:EvalSet) -> tuple:
-    "`(metric, loss)` of `model` in eval mode on the batches of `evalset` (metric None when there is none)"
+def evaluate_model(model:nn.Module, evalset:EvalSet) -> Evaluation:
+    "Metric and loss of `model` in eval mode on the batches of `evalset` (metric None when there is none)"
     preds, targs, dev = [], [], next(model.parameters()).device
     with eval_mode(model):
         for xs, ys in evalset.batches:
             xs = tuple(x.to(dev) for x in xs)
             preds.append(as_plain(call_model(model, xs if len(xs) > 1 else xs[0])).float().cpu()); targs.append(ys)
     p, t = torch.cat(preds), tuple(torch.cat([y.cpu() for y in ts]) for ts in zip(*targs))
-    m = None if evalset.metric is None else float(_metric_fn(evalset.metric)(p, *t))
-    return m, float(evalset.loss_func(p, *t))
+    return Evaluation(None if evalset.metric is None else metric_value(evalset.metric, p, t), float(evalset.loss_func(p, *t)))
 
 # %% ../../nbs/60_analyze.sensitivity.ipynb #45a19c9d
 @dataclass
