@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import json, weakref
-from ..tp.history import replay_history, TORCH_PRUNING_VERSION
+from ..tp.history import replay_history, head_counts, TORCH_PRUNING_VERSION
 from ..tp.registry import restore_attention_dims, keeps_config
 from ..core.measure import as_plain
 from ..core.learner import model_of, is_learner
@@ -55,7 +55,7 @@ def chain_records(first:dict|None, # Record of the prunes done before, or None
 def pruning_record(pruner) -> dict:
     "The plain-data record that rebuilds what `pruner` (a `Pruner`) and the prunes before it did to its model"
     hist = [[str(n), bool(out), [int(i) for i in idxs]] for n, out, idxs in pruner.pruning_history()]
-    own = dict(history=hist, inputs=_input_spec(as_plain(pruner.example_inputs)), torch_pruning=TORCH_PRUNING_VERSION)
+    own = dict(history=hist, inputs=_input_spec(as_plain(pruner.example_inputs)), num_heads=head_counts(pruner.model), torch_pruning=TORCH_PRUNING_VERSION)
     return chain_records(getattr(pruner, 'base_record', None), own)
 
 def apply_pruning_record(model:nn.Module, # A fresh model of the original class (same constructor arguments)
@@ -66,7 +66,7 @@ def apply_pruning_record(model:nn.Module, # A fresh model of the original class 
     names = dict(model.named_modules())
     missing = [n for n, *_ in record['history'] if n not in names]
     if missing: raise ValueError(f"`model` has no layer {missing[0]!r} from the pruning record: it is not the model that was pruned")
-    replay_history(model, _make_inputs(record['inputs']), record['history'])
+    replay_history(model, _make_inputs(record['inputs']), record['history'], record.get('num_heads'))
     return model
 
 # %% ../../nbs/31_prune.io.ipynb #de815d57

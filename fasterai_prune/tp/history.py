@@ -12,21 +12,29 @@ from .trace import ClosureGraph
 from .adapters import record_sizes, rederive_sizes
 
 # %% auto #0
-__all__ = ['TORCH_PRUNING_VERSION', 'replay_history']
+__all__ = ['TORCH_PRUNING_VERSION', 'head_counts', 'replay_history']
 
 # %% ../../nbs/20_tp.history.ipynb #92fa68c3
 TORCH_PRUNING_VERSION = tp.__version__
 
+def head_counts(model:nn.Module) -> dict:
+    "`{layer name: num_heads}` of the attention blocks of `model` (the modules with an int `num_heads`)"
+    return {n: m.num_heads for n, m in model.named_modules() if isinstance(getattr(m, 'num_heads', None), int)}
+
 def replay_history(model:nn.Module, # A fresh model of the pruned model's class
                    example_inputs, # Inputs to trace it with
                    history:list, # torch-pruning's pruning history: `[(layer name, outputs?, indices)]`
+                   num_heads:dict|None=None, # `head_counts` of the pruned model; None: heads as they are
                   ) -> nn.Module:
     "Prune `model` in place as `history` says"
     ops, sizes = default_custom_ops(model), record_sizes(model)
     with eval_mode(model):
         DG = ClosureGraph().build_dependency(model, example_inputs=example_inputs, forward_fn=ops.forward_fn(),
-                                                   customized_pruners=ops.pruners or None, verbose=False)
+                                             customized_pruners=ops.pruners or None, unwrapped_parameters=ops.unwrapped or None, verbose=False)
         DG.load_pruning_history(history)
+    layers = dict(model.named_modules())
+    for name, n in (num_heads or {}).items():
+        if name in layers: layers[name].num_heads = n
     rederive_sizes(sizes)
     ops.after_prune(model)
     return model

@@ -20,7 +20,7 @@ from .registry import default_custom_ops
 from .adapters import record_sizes, rederive_sizes, split_size_records
 
 # %% auto #0
-__all__ = ['TIME_LIMITS', 'TP_PRUNER_ARGS', 'LATENCY_SLACK', 'GroupInfo', 'DependencyPruner']
+__all__ = ['TIME_LIMITS', 'TP_PRUNER_ARGS', 'LATENCY_SLACK', 'GroupInfo', 'GroupScores', 'Cut', 'GlobalPlan', 'DependencyPruner']
 
 # %% ../../nbs/19_tp.planner.ipynb #510c48c4
 class GroupInfo(NamedTuple):
@@ -35,6 +35,23 @@ class GroupInfo(NamedTuple):
     def keep(self, share:float) -> int:
         "Channels torch-pruning keeps of the `channels` at a local `share` removed: whole channel groups cut alike, each rounded down"
         return self.channel_groups * int(self.channels // self.channel_groups * (1 - share))
+
+class GroupScores(NamedTuple):
+    "A plain group's channels now and their importance, for the global plan"
+    info: GroupInfo # The group
+    channels: int # Channels of its root now
+    importance: torch.Tensor # One score per channel, on the group's own scale (inf: never removed)
+
+class Cut(NamedTuple):
+    "Channels a plan removes from one group's root"
+    root: nn.Module # The group's root
+    handler: object # torch-pruning's pruning function of the root
+    idxs: list # Channels to remove, sorted
+
+class GlobalPlan(NamedTuple):
+    "What one global prune removes"
+    cuts: list # A `Cut` per plain group that loses channels
+    grouped: dict # `{root: share}` for the channel-grouped groups, which torch-pruning prunes at the local share
 
 class _LiveTarget:
     "torch-pruning per-step ratios of one scope, read live from `owner.targets[root]`"
@@ -142,11 +159,11 @@ TP_PRUNER_ARGS = tuple(dict.fromkeys(k for f in (DependencyPruner.__init__, tp.p
 
 # %% ../../nbs/19_tp.planner.ipynb #097d742b
 @patch
-def _global_plan(self:DependencyPruner, progress:float) -> tuple:
+def _global_plan(self:DependencyPruner, progress:float) -> GlobalPlan:
     "Channels to remove per plain group (the globally least important, none below `min_channels`), and targets for grouped ones"
-    targets, recs = {}, []
+    grouped, recs = {}, []
     for info in self.groups:   # the groups found at build time: a prune changes their sizes, not what they hold
-        if info.grouped: targets[info.root] = progress * info.ratio; continue
+        if info.grouped: grouped[info.root] = progress * info.ratio; continue
         n = self.channels(info.root, info.handler)
         if not n: continue
         imp = self.importance(self.DG.get_pruning_group(info.root, info.handler, list(range(n))))
@@ -155,19 +172,19 @@ def _global_plan(self:DependencyPruner, progress:float) -> tuple:
         # larger fan-in (smaller weights) are emptied first
         finite = imp[torch.isfinite(imp)]
         scale = finite.abs().mean().clamp(min=1e-12) if len(finite) else torch.tensor(1.)
-        recs.append((info.root, info.handler, info.channels, len(imp), imp / scale))
-    return (self._allocate if self.target == 'channels' else self._allocate_budget)(recs, progress), targets
+        recs.append(GroupScores(info, len(imp), imp / scale))
+    return GlobalPlan((self._allocate if self.target == 'channels' else self._allocate_budget)(recs, progress), grouped)
 
 @patch
 def _allocate(self:DependencyPruner, recs:list, progress:float) -> list:
-    "`(root, fn, idxs)` to remove so that the plain groups of `recs` lose the global share together"
+    "The `Cut`s that make the plain groups of `recs` (`GroupScores`) lose the global share together"
     if not recs: return []
-    keep_total = int(sum(r[2] for r in recs) * (1 - progress * self.ratio))
-    n_remove = sum(r[3] for r in recs) - keep_total
+    keep_total = int(sum(r.info.channels for r in recs) * (1 - progress * self.ratio))
+    n_remove = sum(r.channels for r in recs) - keep_total
     if n_remove <= 0: return []
     cand_imp, cand_owner = [], []
-    for i, (root, fn, n0, n, imp) in enumerate(recs):
-        floor = max(self.min_channels, self.round_to or 1, math.ceil(self.min_share * n0 * (1 - progress * self.ratio)))
+    for i, (info, n, imp) in enumerate(recs):
+        floor = max(self.min_channels, self.round_to or 1, math.ceil(self.min_share * info.channels * (1 - progress * self.ratio)))
         k = min(max(n - floor, 0), int(torch.isfinite(imp).sum()))   # protected channels (inf) are never candidates
         if k: cand_imp.append(imp.sort().values[:k]); cand_owner.append(torch.full((k,), i))
     if not cand_imp: return []
@@ -175,11 +192,11 @@ def _allocate(self:DependencyPruner, recs:list, progress:float) -> list:
     take = owner[torch.topk(imps, min(n_remove, len(imps)), largest=False).indices]
     plan = []
     for i, c in zip(*torch.unique(take, return_counts=True)):
-        root, fn, n0, n, imp = recs[int(i)]
+        info, n, imp = recs[int(i)]
         keep = n - int(c)
         if self.round_to: keep -= keep % self.round_to
-        idxs = self._spare_members(root, fn, torch.argsort(imp)[:n - keep].tolist()) if n - keep > 0 else []
-        if idxs: plan.append((root, fn, sorted(idxs)))
+        idxs = self._spare_members(info.root, info.handler, torch.argsort(imp)[:n - keep].tolist()) if n - keep > 0 else []
+        if idxs: plan.append(Cut(info.root, info.handler, sorted(idxs)))
     return plan
 
 @patch
@@ -222,15 +239,15 @@ def planned_group(self:DependencyPruner, root:nn.Module, fn, idxs:list):
 
 @patch
 def _prune_global(self:DependencyPruner, progress:float) -> list:
-    plan, grouped = self._global_plan(progress)
+    plan = self._global_plan(progress)
     # plain groups: prune the planned channels directly; indices are valid whatever was pruned before, as
     # each group owns its own channel space
-    moved = tracked_prune(self.model, (self.planned_group(root, fn, idxs) for root, fn, idxs in plan))
-    if not grouped: return moved
+    moved = tracked_prune(self.model, (self.planned_group(*cut) for cut in plan.cuts))
+    if not plan.grouped: return moved
     # channel-grouped groups keep the local share, through torch-pruning; the plain roots, done above, are
     # hidden from that step so that nothing is pruned twice
-    self.targets = grouped
-    plain_roots = [g.root for g in self.groups if g.root not in grouped]
+    self.targets = plan.grouped
+    plain_roots = [g.root for g in self.groups if g.root not in plan.grouped]
     self.ignored_layers = self.ignored_layers + plain_roots
     try: return chain_moves(moved, self._step_moves())
     finally: self.ignored_layers = self.ignored_layers[:len(self.ignored_layers) - len(plain_roots)]
@@ -279,8 +296,8 @@ def _prune_local(self:DependencyPruner) -> list:
     for g in own:
         n, keep = self.channels(g.root, g.handler), self.rounded_keep(g, self.targets[g.root])
         imp = self.importance(self.DG.get_pruning_group(g.root, g.handler, list(range(n)))) if n and n > keep else None
-        if imp is not None: plan.append((g.root, g.handler, sorted(torch.argsort(imp)[:n - keep].tolist())))
-    moved = tracked_prune(self.model, (self.planned_group(root, fn, idxs) for root, fn, idxs in plan))
+        if imp is not None: plan.append(Cut(g.root, g.handler, sorted(torch.argsort(imp)[:n - keep].tolist())))
+    moved = tracked_prune(self.model, (self.planned_group(*cut) for cut in plan))
     roots = [g.root for g in own]
     self.ignored_layers = self.ignored_layers + roots   # hidden from torch-pruning's step: nothing is pruned twice
     try: return chain_moves(moved, self._step_moves())
@@ -368,27 +385,27 @@ def shares_applied(self:DependencyPruner, progress:float) -> list:
 # %% ../../nbs/19_tp.planner.ipynb #44f484cb
 @patch
 def _allocate_budget(self:DependencyPruner, recs:list, progress:float) -> list:
-    "`(root, fn, idxs)` to remove from the plain groups of `recs`, least important first, until the budget is met"
+    "The `Cut`s of the plain groups of `recs` (`GroupScores`), least important channels first, that meet the budget"
     keep, q = max(1 - progress * self.ratio - self.keep_offset, 0.), self.target
-    plain = {r[0] for r in recs}
+    plain = {r.info.root for r in recs}
     rest = [g for g in self.groups if g.root not in plain]
-    groups = [self.members.get(r[0], []) for r in recs] + [self.members.get(g.root, []) for g in rest]
-    base = [n0 - n for _, _, n0, n, _ in recs] + [g.channels - (self.channels(g.root, g.handler) or g.channels) for g in rest]
+    groups = [self.members.get(r.info.root, []) for r in recs] + [self.members.get(g.root, []) for g in rest]
+    base = [r.info.channels - r.channels for r in recs] + [g.channels - (self.channels(g.root, g.handler) or g.channels) for g in rest]
     # ranked by importance alone, as a channel prune ranks; the cost model only says when the budget is met. No group
     # keeps less than `min_share` of what a uniform prune meeting the budget keeps, as a channel prune's floor
     uniform, cands, owners = self.uniform_share(keep), [], []
-    for i, (root, fn, n0, n, imp) in enumerate(recs):
-        floor = max(self.min_channels, self.round_to or 1, math.ceil(self.min_share * n0 * (1 - uniform)))
+    for i, (info, n, imp) in enumerate(recs):
+        floor = max(self.min_channels, self.round_to or 1, math.ceil(self.min_share * info.channels * (1 - uniform)))
         k = min(max(n - floor, 0), int(torch.isfinite(imp).sum()))
         if k: cands.append(imp.sort().values[:k]); owners.append(torch.full((k,), i))
     if not cands: return []
     order = torch.cat(owners)[torch.cat(cands).argsort(stable=True)].tolist()
     counts = removals_for_budget(self.costs, groups, order, keep, q, base)
     plan = []
-    for (root, fn, n0, n, imp), c in zip(recs, counts):
+    for (info, n, imp), c in zip(recs, counts):
         kept = n - c
         if self.round_to: kept -= kept % self.round_to
-        if n - kept > 0: plan.append((root, fn, sorted(torch.argsort(imp)[:n - kept].tolist())))
+        if n - kept > 0: plan.append(Cut(info.root, info.handler, sorted(torch.argsort(imp)[:n - kept].tolist())))
     return plan
 
 @patch
@@ -402,9 +419,9 @@ def _prune_global_budget(self:DependencyPruner, progress:float) -> list:
         self.ignored_layers = self.ignored_layers + plain_roots
         try: moved = self._step_moves()
         finally: self.ignored_layers = self.ignored_layers[:len(self.ignored_layers) - len(plain_roots)]
-    try: plan, _ = self._global_plan(progress)
+    try: plan = self._global_plan(progress)
     except ValueError as e: e.moved = moved; raise   # the grouped groups were pruned: whoever catches this keeps the optimizer in step
-    return chain_moves(moved, tracked_prune(self.model, (self.planned_group(root, fn, idxs) for root, fn, idxs in plan)))
+    return chain_moves(moved, tracked_prune(self.model, (self.planned_group(*cut) for cut in plan.cuts)))
 
 # %% ../../nbs/19_tp.planner.ipynb #10da8365
 LATENCY_SLACK = 0.05   # a latency budget counts as met within 5 points of the measured latency: timings move by several points from run to run
