@@ -236,8 +236,9 @@ def _scores(self:Sparsifier, m:nn.Module, granularity:str|None=None) -> torch.Te
     return self.criteria.scores(m, granularity or self.granularity, self.state[m])
 
 @patch
-def _resolve(self:Sparsifier, sparsity) -> dict:
-    "`{module: percent}` for a percent or a per-layer dict, checked"
+def layer_percents(self:Sparsifier, sparsity:float|dict, # Percent of weights to zero, or `{layer name or module: percent}`
+                  ) -> dict:
+    "`{module: percent}` for a percent or a per-layer dict, checked against the sparsified layers and the context"
     if not isinstance(sparsity, dict): 
         v = check_percent(sparsity, 'sparsity')
         return {m: v for m in self.layers.values()}
@@ -348,7 +349,7 @@ def sparsify_model(self:Sparsifier, sparsity:float|dict, # Percent of weights to
                    monotonic:bool=False, # Keep every weight masked so far masked (for schedules that only go up)
                   ):
     "Recompute the masks for `sparsity` and zero the weights they drop"
-    percents = self._resolve(sparsity)
+    percents = self.layer_percents(sparsity)
     if round_to is not None: check_int(round_to, 'round_to')
     new = {}
     if self.nm:

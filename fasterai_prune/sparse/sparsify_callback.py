@@ -96,6 +96,7 @@ class SparsifyCallback(ScheduledCallback):
         check_nm(nm)
         if layer_type is not None: check_layer_type(layer_type)
         check_choice(context, 'context', ('local', 'global'))
+        if isinstance(sparsity, dict) and context == 'global': raise ValueError("`sparsity` as a per-layer dict gives each layer its own share: use `context`='local'")
         self.sparsity, self.granularity, self.context, self.round_to, self.nm, self.layer_type = sparsity, granularity, context, round_to, nm, layer_type
         self.criteria, self.schedule = check_criteria(criteria), check_schedule(schedule)
         self.lth, self.rewind_epoch, self.reset_end, self.save_tickets, self.frequency, self.verbose = lth, rewind_epoch, reset_end, save_tickets, frequency, verbose
@@ -107,16 +108,17 @@ class SparsifyCallback(ScheduledCallback):
 
     def before_fit(self):
         super().before_fit()
-        if self.active and not self.done: self.sparsifier = self.scheduled = None   # built on the first training batch
-
-    def before_batch(self):
-        if self.active and self.training and self.scheduled is None and not self.done: self._build()
+        if not self.active or self.done: return
+        try: self._build()   # before any training step: layers and arguments that do not fit the model fail here
+        except Exception: self._drop_columns(); self.active = False; raise
 
     def _build(self):
+        if self.lth and self.rewind_epoch >= self.n_epoch:
+            raise ValueError(f"`rewind_epoch`={self.rewind_epoch} is past this fit of {self.n_epoch} epochs: no rewind point would be saved")
         self.sparsifier = Sparsifier(self.learn, self.granularity, self.context, self.criteria, self.nm, self.layer_type)
+        self.sparsifier.layer_percents(self.sparsity)   # a layer dict in global context, or naming no sparsified layer, fails now
         self.scheduled = ScheduledSparsity(self.sparsifier, self.sparsity, self.schedule, self.round_to, self.frequency, self.lth, self.save_tickets)
         if self.verbose: print(f"SparsifyCallback: sparsifying {self.describe()}")
-        if self.lth and self.epoch == self.rewind_epoch: self.sparsifier.save_rewind_point()
 
     def describe(self) -> str:
         "Which layers are sparsified"
@@ -149,7 +151,7 @@ class SparsifyCallback(ScheduledCallback):
 
     def report(self):
         "The Sparsifier's report of the last fit"
-        if self.sparsifier is None: raise ValueError("no fit yet: the Sparsifier is built on the first training batch")
+        if self.sparsifier is None: raise ValueError("no fit yet: the Sparsifier is built when a fit starts")
         return self.sparsifier.report()
 
 # %% ../../nbs/41_sparse.sparsify_callback.ipynb #d2d62292
