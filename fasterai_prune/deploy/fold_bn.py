@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from ..core.granularity import CONV_TYPES, CONV_TRANSPOSE_TYPES, n_outputs
@@ -16,7 +17,7 @@ from ..core.measure import as_plain, call_model
 from ..sparse.sparsifier import find_batchnorms
 
 # %% auto #0
-__all__ = ['BNFolding', 'fold_bn']
+__all__ = ['bn_rest', 'BNFolding', 'fold_bn']
 
 # %% ../../nbs/70_deploy.fold_bn.ipynb #3ef7ace8
 _FOLDABLE = (*CONV_TYPES, nn.Linear)
@@ -24,6 +25,16 @@ _FOLDABLE = (*CONV_TYPES, nn.Linear)
 def _foldable_layer(m:nn.Module) -> bool:
     "A conv/linear layer whose output channels torch's fusion can scale (transposed convs only with groups=1)"
     return isinstance(m, _FOLDABLE) and not (isinstance(m, CONV_TRANSPOSE_TYPES) and m.groups != 1)
+
+def bn_rest(bn:nn.Module) -> nn.Module|None:
+    "What stays where a folded BatchNorm was: nothing for torch's own, the dropout and activation of a norm+act layer (timm's `BatchNormAct2d`), None for another subclass"
+    if type(bn).__module__.startswith('torch.'): return nn.Identity()
+    drop, act = getattr(bn, 'drop', None), getattr(bn, 'act', None)
+    return nn.Sequential(drop, act) if isinstance(drop, nn.Module) and isinstance(act, nn.Module) else None
+
+def _normalize(bn:_BatchNorm, x:torch.Tensor) -> torch.Tensor:
+    "The affine map of `bn` at inference (running statistics), without what its forward may add"
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0., bn.eps)
 
 def _count_calls(model:nn.Module, modules:list, example_inputs) -> dict:
     "How many times each module of `modules` is called in one forward pass"
@@ -37,10 +48,10 @@ def _count_calls(model:nn.Module, modules:list, example_inputs) -> dict:
 
 # %% ../../nbs/70_deploy.fold_bn.ipynb #b3150029
 @torch.no_grad()
-def _simulate(model:nn.Module, pairs:dict, example_inputs) -> torch.Tensor:
-    "Output of `model` with every `{layer: bn}` of `pairs` folded in simulation (hooks, the weights untouched)"
-    hs = [l.register_forward_hook(lambda m, i, o, bn=bn: bn.forward(o)) for l, bn in pairs.items()]   # forward: no hooks
-    hs += [bn.register_forward_hook(lambda m, i, o: i[0]) for bn in pairs.values()]
+def _simulate(model:nn.Module, pairs:dict, rests:dict, example_inputs) -> torch.Tensor:
+    "Output of `model` with every `{layer: bn}` of `pairs` folded in simulation (hooks, the weights untouched); `rests[bn]` stays where `bn` was"
+    hs = [l.register_forward_hook(lambda m, i, o, bn=bn: _normalize(bn, o)) for l, bn in pairs.items()]
+    hs += [bn.register_forward_hook(lambda m, i, o: rests[m](i[0])) for bn in pairs.values()]
     try: return _flat(call_model(model, example_inputs))
     finally:
         for h in hs: h.remove()
@@ -52,13 +63,13 @@ def _flat(out) -> torch.Tensor:
     if isinstance(out, (tuple, list)): return torch.cat([_flat(o) for o in out if isinstance(o, (torch.Tensor, tuple, list, dict))] or [torch.zeros(0)])
     return torch.zeros(0)
 
-def _pairs_by_run(model:nn.Module, cands:dict, example_inputs) -> dict:
-    "The `{layer: bn}` pairs of `cands` that fold without changing the output of `model` on `example_inputs`"
+def _pairs_by_run(model:nn.Module, cands:dict, rests:dict, example_inputs) -> dict:
+    "The `{layer: bn}` pairs of `cands` that fold, leaving `rests[bn]`, without changing the output of `model` on `example_inputs`"
     calls = _count_calls(model, [*cands, *cands.values()], example_inputs)
     cands = {l: bn for l, bn in cands.items() if calls[l] == 1 and calls[bn] == 1}
     with torch.no_grad(): ref = _flat(call_model(model, example_inputs))
-    if torch.equal(_simulate(model, cands, example_inputs), ref): return cands
-    return {l: bn for l, bn in cands.items() if torch.equal(_simulate(model, {l: bn}, example_inputs), ref)}
+    if torch.equal(_simulate(model, cands, rests, example_inputs), ref): return cands
+    return {l: bn for l, bn in cands.items() if torch.equal(_simulate(model, {l: bn}, rests, example_inputs), ref)}
 
 # %% ../../nbs/70_deploy.fold_bn.ipynb #e78c9789
 def _pairs_by_fx(model:nn.Module, layers:list) -> tuple:
@@ -95,6 +106,7 @@ class BNFolding:
 def _why_left(bn:nn.Module, after:dict) -> str:
     "Why the BatchNorm `bn` was not folded"
     if not bn.track_running_stats or bn.running_mean is None: return "no running statistics (it normalizes with batch statistics)"
+    if bn_rest(bn) is None: return f"a {type(bn).__name__}, whose forward may do more than normalize"
     if bn in after: return f"the output of '{after[bn]}' is also read elsewhere, or one of them is called more than once"
     return "not fed directly by a conv or linear layer"
 
@@ -110,14 +122,16 @@ def fold_bn(model:nn.Module, # Model (or fastai `Learner`, whose `model` is used
     names = module_names(model)
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     if not bns: return BNFolding(model)
+    rests = {bn: bn_rest(bn) for bn in bns}
     layers = [m for m in model.modules() if _foldable_layer(m)]
     if example_inputs is not None:
         example_inputs = as_plain(example_inputs)
         direct = find_batchnorms(model, layers, example_inputs)
-        pairs = _pairs_by_run(model, direct, example_inputs)
+        pairs = _pairs_by_run(model, {l: bn for l, bn in direct.items() if rests[bn] is not None}, rests, example_inputs)
     else: direct, pairs = _pairs_by_fx(model, layers)
+    pairs = {l: bn for l, bn in pairs.items() if rests[bn] is not None}
     pairs = {l: bn for l, bn in pairs.items() if bn.track_running_stats and bn.running_mean is not None}
-    for l, bn in pairs.items(): _fold_pair(model, names, l, bn)
+    for l, bn in pairs.items(): _fold_pair(model, names, l, bn, rests[bn])
     after = {bn: names[l] for l, bn in direct.items()}
     left = {names[bn]: _why_left(bn, after) for bn in bns if bn not in pairs.values()}
     return BNFolding(model, [(names[l], names[bn]) for l, bn in pairs.items()], left)
@@ -128,9 +142,9 @@ def _set_module(model:nn.Module, name:str, new:nn.Module):
     parent, _, attr = name.rpartition('.')
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
-def _fold_pair(model:nn.Module, names:dict, layer:nn.Module, bn:nn.Module):
-    "Fuse `bn` into `layer` with torch's fusion and put an `nn.Identity` where `bn` was"
+def _fold_pair(model:nn.Module, names:dict, layer:nn.Module, bn:nn.Module, rest:nn.Module):
+    "Fuse `bn` into `layer` with torch's fusion and put `rest` (`bn_rest`) where `bn` was"
     if isinstance(layer, nn.Linear): fused = fuse_linear_bn_eval(layer, bn)
     else: fused = fuse_conv_bn_eval(layer, bn, transpose=isinstance(layer, CONV_TRANSPOSE_TYPES))
     _set_module(model, names[layer], fused)
-    _set_module(model, names[bn], nn.Identity())
+    _set_module(model, names[bn], rest)
