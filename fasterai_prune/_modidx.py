@@ -804,6 +804,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                                                   'fasterai_prune/sparse/sparsify_callback.py'),
                                                          'fasterai_prune.sparse.sparsify_callback.SparsifyCallback.describe': ( 'sparse.sparsify_callback.html#sparsifycallback.describe',
                                                                                                                                 'fasterai_prune/sparse/sparsify_callback.py'),
+                                                         'fasterai_prune.sparse.sparsify_callback.SparsifyCallback.finish': ( 'sparse.sparsify_callback.html#sparsifycallback.finish',
+                                                                                                                              'fasterai_prune/sparse/sparsify_callback.py'),
                                                          'fasterai_prune.sparse.sparsify_callback.SparsifyCallback.report': ( 'sparse.sparsify_callback.html#sparsifycallback.report',
                                                                                                                               'fasterai_prune/sparse/sparsify_callback.py'),
                                                          'fasterai_prune.sparse.sparsify_callback._scaled': ( 'sparse.sparsify_callback.html#_scaled',

@@ -90,6 +90,7 @@ class SparsifyCallback(ScheduledCallback):
         elif not sparsity: raise ValueError("`sparsity` is an empty dict: name at least one layer")
         else: sparsity = {k: check_percent(v, 'sparsity', str(k)) for k, v in sparsity.items()}
         check_int(rewind_epoch, 'rewind_epoch', minimum=0); check_int(frequency, 'frequency')
+        if round_to is not None: check_int(round_to, 'round_to')
         if not isinstance(granularity, str): raise TypeError(f"`granularity` must be a name (str), got {granularity!r}")
         names = sorted({n for table in Granularities.registry.values() for n in table})   # what some layer type defines: checked per layer when built
         if granularity not in names: raise ValueError(f"`granularity`='{granularity}' is not defined for any layer type; choose one of {names}")
@@ -147,7 +148,17 @@ class SparsifyCallback(ScheduledCallback):
             self.sparsifier.apply_masks()
             self.sparsifier.rewind_point = None
             self.done = self.done or not self.cancelled   # a cancelled fit starts its schedule again in the next
+            if not self.done:
+                asked = f"{self.sparsity:g}%" if not isinstance(self.sparsity, dict) else "per-layer percents"
+                warnings.warn(f"SparsifyCallback: the fit stopped with {self.sparsifier.sparsity():.1f}% of the weights zeroed, of the {asked} asked. "
+                              "Call `finish()` on the callback to sparsify the rest at once; a new fit starts the schedule again.")
         super().after_fit()
+
+    def finish(self):
+        "Sparsify the rest of the way to the target at once (after a cancelled fit); later fits keep the masks"
+        if self.sparsifier is None or self.done: raise ValueError("nothing to finish: the schedule is complete or never started")
+        self.sparsifier.sparsify_model(self.sparsity, self.round_to, monotonic=self.schedule.is_monotonic)
+        self.done = True
 
     def report(self):
         "The Sparsifier's report of the last fit"
