@@ -26,7 +26,7 @@ from ..tp.trace import default_example_inputs, Outputs, find_layers_feeding, des
 from ..tp.trace import failing_node, recording_forward, block_of, RaisedIn
 from ..tp.tracked import remap_optimizer
 from ..tp.registry import default_custom_ops, attention_heads
-from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, kept_attention, adapter_round_to
+from ..tp.registry import root_module_types, adapter_forward_fn, adapter_example_inputs, adapter_trace_inputs, kept_attention, adapter_round_to
 
 # %% auto #0
 __all__ = ['Pruner', 'check_pruner_kwargs', 'KeptChannels', 'Breakage']
@@ -86,7 +86,7 @@ def _example_inputs(model:nn.Module, learn, example_inputs):
     if example_inputs is None: example_inputs = default_example_inputs(model)
     example_inputs = as_plain(example_inputs)
     if any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules()): _check_fit(model, example_inputs)
-    return example_inputs
+    return adapter_trace_inputs(model, example_inputs)   # e.g. a Hugging Face model's token ids as keywords, without a cache
 
 # %% ../../nbs/32_prune.pruner.ipynb #9408d15f
 class Pruner:

@@ -29,6 +29,7 @@ class Adapter:
     def unwrapped(self, model) -> list: return []        # tp `unwrapped_parameters` [(nn.Parameter, dim)]
     def fixed(self, model) -> list: return []            # modules whose channels must be kept (named in one line)
     def after_prune(self, model) -> None: pass           # re-derive attributes/config sizes from the pruned weights
+    def trace_inputs(self, model, inputs): return inputs # the example inputs as tracing needs them (e.g. keywords, no cache)
 
 # %% ../../nbs/12_tp.adapters.ipynb #cb1af658
 class _Opaque(torch.autograd.Function):

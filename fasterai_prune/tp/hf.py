@@ -14,9 +14,9 @@ from ..core.granularity import Granularities
 from .adapters import Adapter, KeptLayers, keep_indices, replace_param
 
 # %% auto #0
-__all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'conv1d_type', 'Conv1DPruner', 'HFAttention',
-           'hf_attentions', 'hf_example_inputs', 'tie_attention', 'mlp_widths', 'head_sizes', 'pruned_config',
-           'sync_to_config', 'HFAdapter']
+__all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'hf_models', 'conv1d_type', 'Conv1DPruner',
+           'HFAttention', 'hf_attentions', 'hf_example_inputs', 'hf_trace_inputs', 'tie_attention', 'mlp_widths',
+           'head_sizes', 'pruned_config', 'sync_to_config', 'HFAdapter']
 
 # %% ../../nbs/15_tp.hf.ipynb #3d1b05fc
 def transformers_module():
@@ -29,6 +29,12 @@ def is_hf_model(model:nn.Module, # Any model
     "True for a Hugging Face `PreTrainedModel` (False when transformers is not installed, or not imported: then no model can be one)"
     T = sys.modules.get('transformers')
     return T is not None and isinstance(model, T.PreTrainedModel)
+
+def hf_models(model:nn.Module, # Any model
+             ) -> list:
+    "The Hugging Face models in `model`: itself, or the outermost ones it wraps (e.g. a module returning `.logits` for fastai)"
+    if is_hf_model(model): return [model]
+    return [h for m in model.children() for h in hf_models(m)]
 
 def conv1d_type() -> type|None:
     "transformers' `Conv1D` (GPT-2's linear layer, weight stored `[in, out]`), or None"
@@ -96,6 +102,15 @@ def hf_example_inputs(model:nn.Module, # A Hugging Face model
     x = {'input_ids': torch.randint(0, cfg.vocab_size, (1, seq_len))}
     if getattr(cfg, 'use_cache', None) is not None: x['use_cache'] = False
     return x
+
+def hf_trace_inputs(model:nn.Module, # A Hugging Face model
+                    inputs, # Example inputs as given (by the user, or a batch of the learner's): a tensor, a tuple or a dict
+                   ):
+    "`inputs` as keywords without a key/value cache: a tensor (or a tuple of one) is the model's main input"
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 1: inputs = inputs[0]
+    if isinstance(inputs, torch.Tensor): inputs = {model.main_input_name: inputs}
+    if isinstance(inputs, dict) and getattr(model.config, 'use_cache', None) is not None: inputs = {**inputs, 'use_cache': False}
+    return inputs
 
 # %% ../../nbs/15_tp.hf.ipynb #5ab38770
 class _Tie(torch.autograd.Function):
@@ -227,8 +242,8 @@ def sync_to_config(model:nn.Module, # A pruned Hugging Face model
 class HFAdapter(Adapter):
     "What torch-pruning needs to know to prune Hugging Face transformers (BERT, ViT, GPT-2, Llama with GQA) and keep their `config` right"
     def __init__(self): self.conv1d_pruner, self.reported_heads = Conv1DPruner(), weakref.WeakKeyDictionary()
-    def applies(self, model:nn.Module, # A Hugging Face model
-             ) -> bool: return is_hf_model(model) and bool(hf_attentions(model))
+    def applies(self, model:nn.Module, # A Hugging Face model, or a module wrapping some
+             ) -> bool: return any(hf_attentions(h) for h in hf_models(model))
 
     def heads(self, model:nn.Module, # A Hugging Face model
              ) -> dict:
@@ -254,9 +269,9 @@ def pruners(self:HFAdapter, model:nn.Module, # A Hugging Face model
 def unwrapped(self:HFAdapter, model:nn.Module, # A Hugging Face model
              ) -> list:
     "Bare parameters whose last dim is the hidden size (ViT `cls_token` and position embeddings, RMSNorm weights), pruned on it"
-    C, hidden = conv1d_type(), getattr(model.config, 'hidden_size', None)
-    return [(p, p.dim() - 1) for m in model.modules() if tp.ops.module2type(m) == tp.ops.OPTYPE.ELEMENTWISE and not (C and isinstance(m, C))
-            for p in m._parameters.values() if p is not None and p.shape[-1] == hidden]
+    C = conv1d_type()
+    return [(p, p.dim() - 1) for h in hf_models(model) for m in h.modules() if tp.ops.module2type(m) == tp.ops.OPTYPE.ELEMENTWISE and not (C and isinstance(m, C))
+            for p in m._parameters.values() if p is not None and p.shape[-1] == getattr(h.config, 'hidden_size', None)]
 
 @patch
 def root_types(self:HFAdapter, model:nn.Module, # A Hugging Face model
@@ -266,27 +281,40 @@ def root_types(self:HFAdapter, model:nn.Module, # A Hugging Face model
     return (C,) if C is not None and any(isinstance(m, C) for m in model.modules()) else ()
 
 @patch
-def example_inputs(self:HFAdapter, model:nn.Module, # A Hugging Face model
-                  ) -> dict:
-    "The inputs `Pruner` traces `model` with when none are given"
-    return hf_example_inputs(model)
+def example_inputs(self:HFAdapter, model:nn.Module, # A Hugging Face model, or a module wrapping one
+                  ):
+    "The inputs `Pruner` traces `model` with when none are given: keywords for a Hugging Face model, its main input alone for a module wrapping one"
+    if is_hf_model(model): return hf_example_inputs(model)
+    inner = hf_models(model)[0]
+    return hf_example_inputs(inner)[inner.main_input_name]
 
 @patch
-def keeps_config(self:HFAdapter, model:nn.Module, # A Hugging Face model
+def trace_inputs(self:HFAdapter, model:nn.Module, # A Hugging Face model, or a module wrapping one
+                 inputs, # The example inputs
+                ):
+    "A Hugging Face model's inputs as keywords without a key/value cache (`hf_trace_inputs`); a wrapper's as they are"
+    return hf_trace_inputs(model, inputs) if is_hf_model(model) else inputs
+
+@patch
+def keeps_config(self:HFAdapter, model:nn.Module, # A Hugging Face model, or a module wrapping one
                 ) -> bool:
-    "`config` describes the pruned sizes (`after_prune`), so `from_pretrained` rebuilds the model without a pruning record"
-    return True
+    "`config` describes the pruned sizes (`after_prune`), so `from_pretrained` rebuilds the model without a pruning record; a wrapper's `state_dict` needs one"
+    return is_hf_model(model)
 
-@patch
-def round_to(self:HFAdapter, model:nn.Module, # A Hugging Face model
-            ) -> int|None:
-    "The multiple channel counts must keep when the config's own check ties the hidden size to the heads (Llama: `num_attention_heads`), else None"
-    cfg = copy.deepcopy(model.config)
+def _heads_multiple(cfg) -> int|None:
+    "The multiple `cfg`'s own check asks of the hidden size (Llama: `num_attention_heads`), or None"
+    cfg = copy.deepcopy(cfg)
     if not hasattr(cfg, 'validate') or not getattr(cfg, 'num_attention_heads', None): return None
     cfg.hidden_size += 1
     try: cfg.validate()
     except Exception: return cfg.num_attention_heads
     return None
+
+@patch
+def round_to(self:HFAdapter, model:nn.Module, # A Hugging Face model, or a module wrapping some
+            ) -> int|None:
+    "The multiple channel counts must keep when a config's own check ties the hidden size to the heads (Llama: `num_attention_heads`), else None"
+    return next((r for h in hf_models(model) if (r := _heads_multiple(h.config))), None)
 
 # %% ../../nbs/15_tp.hf.ipynb #9dc7fdbe
 @patch
@@ -299,8 +327,8 @@ def forward_fn(self:HFAdapter, model:nn.Module, # A Hugging Face model
 @patch
 def after_prune(self:HFAdapter, model:nn.Module, # A Hugging Face model
              ):
-    "Set `model.config` and the size attributes of every module from the pruned weights"
-    sync_to_config(model, pruned_config(model, self.reported_heads.get(model)))
+    "Set the `config` of each Hugging Face model in `model` and the size attributes of every module from the pruned weights"
+    for h in hf_models(model): sync_to_config(h, pruned_config(h, self.reported_heads.get(model)))
 
 # %% ../../nbs/15_tp.hf.ipynb #4ac1da58
 @patch
@@ -308,6 +336,10 @@ def kept_attention(self:HFAdapter, model:nn.Module, # A Hugging Face model
                    whole_heads:bool, # True for `attention='heads'`, False for `'head_dim'`
                   ) -> list:
     "`KeptLayers` of the attentions that cannot lose heads in this mode: whole heads of a derived head size (with the hidden size, and a pooler sized by it), head dims of a rotary one"
+    return [k for h in hf_models(model) for k in _kept_attention(h, whole_heads)]
+
+def _kept_attention(model:nn.Module, whole_heads:bool) -> list:
+    "`kept_attention` of one Hugging Face model"
     atts, res = hf_attentions(model), []
     derived = [a for a in atts if not a.own_head_dim] if whole_heads else []
     poolers = [m.dense for m in model.modules() if type(m).__name__.endswith('Pooler') and isinstance(getattr(m, 'dense', None), nn.Linear)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch_pruning as tp
 from ..core.measure import eval_mode
-from .registry import default_custom_ops
+from .registry import default_custom_ops, adapter_forward_fn
 from .trace import ClosureGraph
 from .adapters import record_sizes, rederive_sizes
 
@@ -29,7 +29,7 @@ def replay_history(model:nn.Module, # A fresh model of the pruned model's class
     "Prune `model` in place as `history` says"
     ops, sizes = default_custom_ops(model), record_sizes(model)
     with eval_mode(model):
-        DG = ClosureGraph().build_dependency(model, example_inputs=example_inputs, forward_fn=ops.forward_fn(),
+        DG = ClosureGraph().build_dependency(model, example_inputs=example_inputs, forward_fn=adapter_forward_fn(model, ops),
                                              customized_pruners=ops.pruners or None, unwrapped_parameters=ops.unwrapped or None, verbose=False)
         DG.load_pruning_history(history)
     layers = dict(model.named_modules())

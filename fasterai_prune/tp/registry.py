@@ -12,7 +12,8 @@ from .hf import HFAdapter
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'BASE_ROOT_TYPES', 'default_custom_ops', 'attention_heads', 'restore_attention_dims', 'root_module_types',
-           'adapter_forward_fn', 'adapter_example_inputs', 'kept_attention', 'keeps_config', 'adapter_round_to']
+           'adapter_forward_fn', 'adapter_example_inputs', 'adapter_trace_inputs', 'kept_attention', 'keeps_config',
+           'adapter_round_to']
 
 # %% ../../nbs/18_tp.registry.ipynb #b945e732
 ADAPTERS = [TimmAdapter(), TorchvisionAdapter(), HFAdapter()]   # general rules first, specific classes last (they win)
@@ -54,6 +55,11 @@ def adapter_forward_fn(model:nn.Module, ops:CustomOps, # What the adapters say a
 def adapter_example_inputs(model:nn.Module):
     "Example inputs an adapter knows for `model`, or None"
     return next((a.example_inputs(model) for a in _asked(model, 'example_inputs')), None)
+
+def adapter_trace_inputs(model:nn.Module, inputs):
+    "`inputs` as the adapters of `model` need them for tracing (a Hugging Face model: keywords, no key/value cache)"
+    for a in _asked(model, 'trace_inputs'): inputs = a.trace_inputs(model, inputs)
+    return inputs
 
 def kept_attention(model:nn.Module, whole_heads:bool, # True for `attention='heads'`
                   ) -> list:
