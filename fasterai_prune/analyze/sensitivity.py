@@ -38,19 +38,22 @@ class Evaluation(NamedTuple):
     loss: float # The loss
 
 def lower_is_better(metric) -> bool:
-    "True for a metric whose name says error or loss (`error_rate`, a loss), as fastai's `TrackerCallback` decides"
+    "True for a metric whose name says error, loss or perplexity (`error_rate`, a loss): fastai's `TrackerCallback` rule, and perplexity"
     name = str(getattr(metric, 'name', None) or getattr(metric, '__name__', ''))
-    return 'error' in name or 'loss' in name
+    return any(w in name for w in ('error', 'loss', 'perplexity'))
 
 def metric_value(metric, # A fastai `Metric` (`accuracy`, `F1Score()`...), or a function `metric(preds, *targets)`
                  preds:torch.Tensor, # Predictions for all the batches
                  targets:tuple, # Their targets, one tensor per target
+                 loss_func=None, # The loss, for metrics that read it (`perplexity`, `AvgLoss`, `LossMetric`)
                 ) -> float:
     "`metric` on all of `preds` at once: a fastai `Metric` through its own `reset`/`accumulate`/`value`, on a copy"
     if not (hasattr(metric, 'reset') and hasattr(metric, 'accumulate')): return float(metric(preds, *targets))
     m = copy.copy(metric)   # the learner's own metric keeps its state
     m.reset()
-    m.accumulate(SimpleNamespace(pred=preds, yb=targets, y=targets[0] if len(targets) == 1 else targets, xb=(), to_detach=to_detach))
+    loss = None if loss_func is None else loss_func(preds, *targets)
+    m.accumulate(SimpleNamespace(pred=preds, yb=targets, y=targets[0] if len(targets) == 1 else targets, xb=(), to_detach=to_detach,
+                                 loss=loss, loss_grad=loss, loss_func=loss_func, training=False))
     return float(m.value)
 
 def fixed_batches(dl, n_batches:int|None, n_inp:int=1, device=None) -> list:
@@ -72,7 +75,7 @@ def evaluate_model(model:nn.Module, evalset:EvalSet) -> Evaluation:
             xs = tuple(x.to(dev) for x in xs)
             preds.append(as_plain(call_model(model, xs if len(xs) > 1 else xs[0])).float().cpu()); targs.append(ys)
     p, t = torch.cat(preds), tuple(torch.cat([y.cpu() for y in ts]) for ts in zip(*targs))
-    return Evaluation(None if evalset.metric is None else metric_value(evalset.metric, p, t), float(evalset.loss_func(p, *t)))
+    return Evaluation(None if evalset.metric is None else metric_value(evalset.metric, p, t, evalset.loss_func), float(evalset.loss_func(p, *t)))
 
 # %% ../../nbs/60_analyze.sensitivity.ipynb #45a19c9d
 @dataclass

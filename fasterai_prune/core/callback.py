@@ -29,7 +29,7 @@ class ScheduledCallback(Callback):
     columns = ()   # names of the columns shown while active, as percents
     transient = ()   # attributes dropped when pickled (pruner, sparsifier, ...)
     def before_fit(self):
-        if getattr(self, 'active', False): self._drop_columns()   # the last fit was interrupted (an error, Ctrl-C): fastai ran no `after_fit`
+        if getattr(self, 'active', False): self.drop_columns()   # the last fit was interrupted (an error, Ctrl-C): fastai ran no `after_fit`
         self.active, self.cancelled, self.values = in_fit(self.learn) and not in_lr_find(self.learn), False, {}
         if not self.active: return
         self._added = [ValueMetric(partial(self.values.get, c), c) for c in self.columns]
@@ -42,10 +42,10 @@ class ScheduledCallback(Callback):
 
     def after_cancel_fit(self): self.cancelled = True
     def after_fit(self):
-        if getattr(self, 'active', False): self._drop_columns()
+        if getattr(self, 'active', False): self.drop_columns()
         self.active = False
 
-    def _drop_columns(self):
+    def drop_columns(self):
         "Remove this callback's own columns from the learner's metrics: callbacks may finish in any order"
         self.learn.metrics = L(m for m in self.learn.metrics if not any(m is a for a in self._added))
 

@@ -32,6 +32,8 @@ def bn_rest(bn:nn.Module) -> nn.Module|None:
     drop, act = getattr(bn, 'drop', None), getattr(bn, 'act', None)
     return nn.Sequential(drop, act) if isinstance(drop, nn.Module) and isinstance(act, nn.Module) else None
 
+def _has_stats(bn:_BatchNorm) -> bool: return bn.track_running_stats and bn.running_mean is not None
+
 def _normalize(bn:_BatchNorm, x:torch.Tensor) -> torch.Tensor:
     "The affine map of `bn` at inference (running statistics), without what its forward may add"
     return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0., bn.eps)
@@ -75,7 +77,9 @@ def _pairs_by_run(model:nn.Module, cands:dict, rests:dict, example_inputs) -> di
 def _pairs_by_fx(model:nn.Module, layers:list) -> tuple:
     "`({layer: bn} read directly, {layer: bn} foldable)` in a `torch.fx` trace: foldable if the bn is the only reader, each called once"
     import torch.fx
-    try: gm = torch.fx.symbolic_trace(model)
+    class BatchNormLeaves(torch.fx.Tracer):   # a BatchNorm subclass (timm's norm+act) is one call, as torch's own are
+        def is_leaf_module(self, m, name): return isinstance(m, _BatchNorm) or super().is_leaf_module(m, name)
+    try: gm = torch.fx.GraphModule(model, BatchNormLeaves().trace(model))
     except Exception as e:
         raise ValueError(f"torch.fx cannot trace {type(model).__name__} ({type(e).__name__}: {str(e)[:120]}); "
                          "pass `example_inputs` to find the BatchNorms on a forward pass instead") from None
@@ -105,7 +109,7 @@ class BNFolding:
 # %% ../../nbs/70_deploy.fold_bn.ipynb #1a8088ee
 def _why_left(bn:nn.Module, after:dict) -> str:
     "Why the BatchNorm `bn` was not folded"
-    if not bn.track_running_stats or bn.running_mean is None: return "no running statistics (it normalizes with batch statistics)"
+    if not _has_stats(bn): return "no running statistics (it normalizes with batch statistics)"
     if bn_rest(bn) is None: return f"a {type(bn).__name__}, whose forward may do more than normalize"
     if bn in after: return f"the output of '{after[bn]}' is also read elsewhere, or one of them is called more than once"
     return "not fed directly by a conv or linear layer"
@@ -127,10 +131,10 @@ def fold_bn(model:nn.Module, # Model (or fastai `Learner`, whose `model` is used
     if example_inputs is not None:
         example_inputs = as_plain(example_inputs)
         direct = find_batchnorms(model, layers, example_inputs)
-        pairs = _pairs_by_run(model, {l: bn for l, bn in direct.items() if rests[bn] is not None}, rests, example_inputs)
+        pairs = _pairs_by_run(model, {l: bn for l, bn in direct.items() if rests[bn] is not None and _has_stats(bn)}, rests, example_inputs)
     else: direct, pairs = _pairs_by_fx(model, layers)
     pairs = {l: bn for l, bn in pairs.items() if rests[bn] is not None}
-    pairs = {l: bn for l, bn in pairs.items() if bn.track_running_stats and bn.running_mean is not None}
+    pairs = {l: bn for l, bn in pairs.items() if _has_stats(bn)}
     for l, bn in pairs.items(): _fold_pair(model, names, l, bn, rests[bn])
     after = {bn: names[l] for l, bn in direct.items()}
     left = {names[bn]: _why_left(bn, after) for bn in bns if bn not in pairs.values()}

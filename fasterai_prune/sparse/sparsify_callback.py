@@ -111,7 +111,7 @@ class SparsifyCallback(ScheduledCallback):
         super().before_fit()
         if not self.active or self.done: return
         try: self._build()   # before any training step: layers and arguments that do not fit the model fail here
-        except Exception: self._drop_columns(); self.active = False; raise
+        except Exception: self.drop_columns(); self.active, self.sparsifier, self.scheduled = False, None, None; raise
 
     def _build(self):
         if self.lth and self.rewind_epoch >= self.n_epoch:
@@ -147,7 +147,7 @@ class SparsifyCallback(ScheduledCallback):
             if self.lth and self.reset_end and self.sparsifier.rewind_point is not None: self.sparsifier.rewind()
             self.sparsifier.apply_masks()
             self.sparsifier.rewind_point = None
-            self.done = self.done or not self.cancelled   # a cancelled fit starts its schedule again in the next
+            self.done = self.done or not self.cancelled or self.scheduled.current == self.sparsity   # a fit cancelled before the target starts its schedule again in the next
             if not self.done:
                 asked = f"{self.sparsity:g}%" if not isinstance(self.sparsity, dict) else "per-layer percents"
                 warnings.warn(f"SparsifyCallback: the fit stopped with {self.sparsifier.sparsity():.1f}% of the weights zeroed, of the {asked} asked. "

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/15_tp.hf.ipynb #22ebc635
 from __future__ import annotations
-import importlib, copy, sys, weakref
+import importlib, copy, sys, warnings, weakref
 from typing import NamedTuple
 import torch
 import torch.nn as nn
@@ -14,9 +14,9 @@ from ..core.granularity import Granularities
 from .adapters import Adapter, KeptLayers, keep_indices, replace_param
 
 # %% auto #0
-__all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'hf_models', 'conv1d_type', 'Conv1DPruner',
-           'HFAttention', 'hf_attentions', 'hf_example_inputs', 'hf_trace_inputs', 'tie_attention', 'mlp_widths',
-           'head_sizes', 'pruned_config', 'sync_to_config', 'HFAdapter']
+__all__ = ['CONV1D_GRANULARITIES', 'transformers_module', 'is_hf_model', 'hf_models', 'attention_models', 'conv1d_type',
+           'Conv1DPruner', 'HFAttention', 'hf_attentions', 'hf_example_inputs', 'hf_trace_inputs', 'tie_attention',
+           'mlp_widths', 'head_sizes', 'pruned_config', 'sync_to_config', 'HFAdapter']
 
 # %% ../../nbs/15_tp.hf.ipynb #3d1b05fc
 def transformers_module():
@@ -35,6 +35,10 @@ def hf_models(model:nn.Module, # Any model
     "The Hugging Face models in `model`: itself, or the outermost ones it wraps (e.g. a module returning `.logits` for fastai)"
     if is_hf_model(model): return [model]
     return [h for m in model.children() for h in hf_models(m)]
+
+def attention_models(model:nn.Module) -> list:
+    "The Hugging Face models in `model` with an attention block this adapter knows (`hf_models`, `hf_attentions`)"
+    return [h for h in hf_models(model) if hf_attentions(h)]
 
 def conv1d_type() -> type|None:
     "transformers' `Conv1D` (GPT-2's linear layer, weight stored `[in, out]`), or None"
@@ -243,7 +247,7 @@ class HFAdapter(Adapter):
     "What torch-pruning needs to know to prune Hugging Face transformers (BERT, ViT, GPT-2, Llama with GQA) and keep their `config` right"
     def __init__(self): self.conv1d_pruner, self.reported_heads = Conv1DPruner(), weakref.WeakKeyDictionary()
     def applies(self, model:nn.Module, # A Hugging Face model, or a module wrapping some
-             ) -> bool: return any(hf_attentions(h) for h in hf_models(model))
+             ) -> bool: return bool(attention_models(model))
 
     def heads(self, model:nn.Module, # A Hugging Face model
              ) -> dict:
@@ -270,7 +274,7 @@ def unwrapped(self:HFAdapter, model:nn.Module, # A Hugging Face model
              ) -> list:
     "Bare parameters whose last dim is the hidden size (ViT `cls_token` and position embeddings, RMSNorm weights), pruned on it"
     C = conv1d_type()
-    return [(p, p.dim() - 1) for h in hf_models(model) for m in h.modules() if tp.ops.module2type(m) == tp.ops.OPTYPE.ELEMENTWISE and not (C and isinstance(m, C))
+    return [(p, p.dim() - 1) for h in attention_models(model) for m in h.modules() if tp.ops.module2type(m) == tp.ops.OPTYPE.ELEMENTWISE and not (C and isinstance(m, C))
             for p in m._parameters.values() if p is not None and p.shape[-1] == getattr(h.config, 'hidden_size', None)]
 
 @patch
@@ -285,7 +289,7 @@ def example_inputs(self:HFAdapter, model:nn.Module, # A Hugging Face model, or a
                   ):
     "The inputs `Pruner` traces `model` with when none are given: keywords for a Hugging Face model, its main input alone for a module wrapping one"
     if is_hf_model(model): return hf_example_inputs(model)
-    inner = hf_models(model)[0]
+    inner = attention_models(model)[0]
     return hf_example_inputs(inner)[inner.main_input_name]
 
 @patch
@@ -314,7 +318,7 @@ def _heads_multiple(cfg) -> int|None:
 def round_to(self:HFAdapter, model:nn.Module, # A Hugging Face model, or a module wrapping some
             ) -> int|None:
     "The multiple channel counts must keep when a config's own check ties the hidden size to the heads (Llama: `num_attention_heads`), else None"
-    return next((r for h in hf_models(model) if (r := _heads_multiple(h.config))), None)
+    return next((r for h in attention_models(model) if (r := _heads_multiple(h.config))), None)
 
 # %% ../../nbs/15_tp.hf.ipynb #9dc7fdbe
 @patch
@@ -328,7 +332,12 @@ def forward_fn(self:HFAdapter, model:nn.Module, # A Hugging Face model
 def after_prune(self:HFAdapter, model:nn.Module, # A Hugging Face model
              ):
     "Set the `config` of each Hugging Face model in `model` and the size attributes of every module from the pruned weights"
-    for h in hf_models(model): sync_to_config(h, pruned_config(h, self.reported_heads.get(model)))
+    for h in attention_models(model):
+        try: sync_to_config(h, pruned_config(h, self.reported_heads.get(model)))
+        except ValueError as e:
+            if h is model: raise
+            warnings.warn(f"the config of the {type(h).__name__} inside {type(model).__name__} is left as it was ({e}): save the whole "
+                          "module (its `state_dict` carries the pruning record), not the model inside with `save_pretrained`")
 
 # %% ../../nbs/15_tp.hf.ipynb #4ac1da58
 @patch
@@ -336,7 +345,7 @@ def kept_attention(self:HFAdapter, model:nn.Module, # A Hugging Face model
                    whole_heads:bool, # True for `attention='heads'`, False for `'head_dim'`
                   ) -> list:
     "`KeptLayers` of the attentions that cannot lose heads in this mode: whole heads of a derived head size (with the hidden size, and a pooler sized by it), head dims of a rotary one"
-    return [k for h in hf_models(model) for k in _kept_attention(h, whole_heads)]
+    return [k for h in attention_models(model) for k in _kept_attention(h, whole_heads)]
 
 def _kept_attention(model:nn.Module, whole_heads:bool) -> list:
     "`kept_attention` of one Hugging Face model"
