@@ -46,12 +46,13 @@ def metric_value(metric, # A fastai `Metric` (`accuracy`, `F1Score()`...), or a 
                  preds:torch.Tensor, # Predictions for all the batches
                  targets:tuple, # Their targets, one tensor per target
                  loss_func=None, # The loss, for metrics that read it (`perplexity`, `AvgLoss`, `LossMetric`)
+                 loss:torch.Tensor|None=None, # `loss_func(preds, *targets)` when already computed
                 ) -> float:
     "`metric` on all of `preds` at once: a fastai `Metric` through its own `reset`/`accumulate`/`value`, on a copy"
     if not (hasattr(metric, 'reset') and hasattr(metric, 'accumulate')): return float(metric(preds, *targets))
     m = copy.copy(metric)   # the learner's own metric keeps its state
     m.reset()
-    loss = None if loss_func is None else loss_func(preds, *targets)
+    if loss is None and loss_func is not None: loss = loss_func(preds, *targets)
     m.accumulate(SimpleNamespace(pred=preds, yb=targets, y=targets[0] if len(targets) == 1 else targets, xb=(), to_detach=to_detach,
                                  loss=loss, loss_grad=loss, loss_func=loss_func, training=False))
     return float(m.value)
@@ -75,7 +76,8 @@ def evaluate_model(model:nn.Module, evalset:EvalSet) -> Evaluation:
             xs = tuple(x.to(dev) for x in xs)
             preds.append(as_plain(call_model(model, xs if len(xs) > 1 else xs[0])).float().cpu()); targs.append(ys)
     p, t = torch.cat(preds), tuple(torch.cat([y.cpu() for y in ts]) for ts in zip(*targs))
-    return Evaluation(None if evalset.metric is None else metric_value(evalset.metric, p, t, evalset.loss_func), float(evalset.loss_func(p, *t)))
+    loss = evalset.loss_func(p, *t)
+    return Evaluation(None if evalset.metric is None else metric_value(evalset.metric, p, t, evalset.loss_func, loss), float(loss))
 
 # %% ../../nbs/60_analyze.sensitivity.ipynb #45a19c9d
 @dataclass

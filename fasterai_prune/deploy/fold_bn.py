@@ -127,14 +127,14 @@ def fold_bn(model:nn.Module, # Model (or fastai `Learner`, whose `model` is used
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     if not bns: return BNFolding(model)
     rests = {bn: bn_rest(bn) for bn in bns}
+    foldable = lambda bn: rests[bn] is not None and _has_stats(bn)
     layers = [m for m in model.modules() if _foldable_layer(m)]
     if example_inputs is not None:
         example_inputs = as_plain(example_inputs)
         direct = find_batchnorms(model, layers, example_inputs)
-        pairs = _pairs_by_run(model, {l: bn for l, bn in direct.items() if rests[bn] is not None and _has_stats(bn)}, rests, example_inputs)
+        pairs = _pairs_by_run(model, {l: bn for l, bn in direct.items() if foldable(bn)}, rests, example_inputs)
     else: direct, pairs = _pairs_by_fx(model, layers)
-    pairs = {l: bn for l, bn in pairs.items() if rests[bn] is not None}
-    pairs = {l: bn for l, bn in pairs.items() if _has_stats(bn)}
+    pairs = {l: bn for l, bn in pairs.items() if foldable(bn)}
     for l, bn in pairs.items(): _fold_pair(model, names, l, bn, rests[bn])
     after = {bn: names[l] for l, bn in direct.items()}
     left = {names[bn]: _why_left(bn, after) for bn in bns if bn not in pairs.values()}

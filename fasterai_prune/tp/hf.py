@@ -103,9 +103,7 @@ def hf_example_inputs(model:nn.Module, # A Hugging Face model
     cfg = model.config
     if getattr(cfg, 'image_size', None) and getattr(cfg, 'num_channels', None):
         return {'pixel_values': torch.randn(1, cfg.num_channels, cfg.image_size, cfg.image_size)}
-    x = {'input_ids': torch.randint(0, cfg.vocab_size, (1, seq_len))}
-    if getattr(cfg, 'use_cache', None) is not None: x['use_cache'] = False
-    return x
+    return hf_trace_inputs(model, {'input_ids': torch.randint(0, cfg.vocab_size, (1, seq_len))})
 
 def hf_trace_inputs(model:nn.Module, # A Hugging Face model
                     inputs, # Example inputs as given (by the user, or a batch of the learner's): a tensor, a tuple or a dict
